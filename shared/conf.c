@@ -4,6 +4,8 @@
  * line in a daemon's table. Files are "key = value" per line; lines longer than 4 KiB, unknown
  * keys, repeated '=' forms that do not parse and out-of-range values are errors reported with the
  * line number, never silently ignored. */
+#include "conf.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -15,7 +17,6 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "conf.h"
 #include "macro.h"
 #include "util.h"
 
@@ -294,7 +295,6 @@ void conf_dump(const struct conf_table *t, const void *cfg, FILE *f)
         const struct conf_key *k = &t->keys[i];
 
         conf_format_value(k, cfg, v, sizeof v);
-        fprintf(f, "# %s (default: %s)\n%s = %s\n", k->help, k->def ? k->def : "unset", k->name,
-                v);
+        fprintf(f, "# %s (default: %s)\n%s = %s\n", k->help, k->def ? k->def : "unset", k->name, v);
     }
 }

@@ -4,6 +4,8 @@
  * Under systemd (JOURNAL_STREAM set and naming stderr) the line carries the syslog priority as a
  * "<N>" prefix, which journald parses; on a terminal it carries a wall-clock timestamp instead.
  * Nothing here knows about secrets: callers print secret_fp(), never a secret. */
+#include "log.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,8 +14,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "log.h"
 
 static int log_max_level = LOG_INFO;
 static int log_journal = -1; /* -1: not decided yet */
@@ -42,8 +42,9 @@ bool log_is_journal(void)
         unsigned long long dev, ino;
         struct stat st;
 
-        log_journal = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
-                      (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+        log_journal = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 &&
+                      fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+                      (unsigned long long)st.st_ino == ino;
     }
     return log_journal;
 }
@@ -93,7 +94,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 
 int log_level_from_string(const char *s)
 {
-    static const char *const names[] = {"emerg", "alert", "crit",   "err",
+    static const char *const names[] = {"emerg",   "alert",  "crit", "err",
                                         "warning", "notice", "info", "debug"};
 
     if (!s)

@@ -23,7 +23,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         int _level_ = (level), _e_ = (error);                                                      \
         (log_get_max_level() >= _level_)                                                           \
             ? log_internal(_level_, _e_, __FILE__, __LINE__, __func__, __VA_ARGS__)                \
-            : -(_e_ < 0 ? -_e_ : _e_);                                            \
+            : -(_e_ < 0 ? -_e_ : _e_);                                                             \
     })
 
 #define log_full(level, ...) (void)log_full_errno((level), 0, __VA_ARGS__)

@@ -4,9 +4,10 @@
  * fingerprint is a prefix of the SHA-256 (OpenSSL's EVP), enough to tell keys apart in logs and
  * far too short to help anyone recover one. Comparisons go through memeq_consttime(), whose time
  * depends only on the length. */
+#include "secret.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "secret.h"
+#include <openssl/evp.h>
 
 struct secret *secret_new(const char *p, size_t n)
 {

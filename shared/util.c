@@ -2,6 +2,8 @@
  *
  * Parsers accept exactly the documented forms and nothing else: no trailing garbage, no negative
  * sizes, no overflow (each returns -ERANGE rather than wrap). */
+#include "util.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -12,7 +14,6 @@
 #include <time.h>
 
 #include "macro.h"
-#include "util.h"
 
 static int parse_u64_prefix(const char *s, uint64_t *ret, const char **rest)
 {
@@ -46,14 +47,10 @@ int parse_size(const char *s, uint64_t *ret)
         const char *suffix;
         uint64_t factor;
     } table[] = {
-        {"", 1},
-        {"B", 1},
-        {"K", 1ULL << 10},
-        {"KiB", 1ULL << 10},
-        {"M", 1ULL << 20},
-        {"MiB", 1ULL << 20},
-        {"G", 1ULL << 30},
-        {"GiB", 1ULL << 30},
+        {"", 1},           {"B", 1},
+        {"K", 1ULL << 10}, {"KiB", 1ULL << 10},
+        {"M", 1ULL << 20}, {"MiB", 1ULL << 20},
+        {"G", 1ULL << 30}, {"GiB", 1ULL << 30},
     };
     const char *rest;
     uint64_t v;
@@ -76,9 +73,14 @@ int parse_duration(const char *s, uint64_t *ret_usec)
         const char *suffix;
         uint64_t usec;
     } table[] = {
-        {"", USEC_PER_SEC},        {"s", USEC_PER_SEC},     {"sec", USEC_PER_SEC},
-        {"ms", USEC_PER_MSEC},     {"us", 1},               {"m", 60 * USEC_PER_SEC},
-        {"min", 60 * USEC_PER_SEC}, {"h", 3600 * USEC_PER_SEC},
+        {"", USEC_PER_SEC},
+        {"s", USEC_PER_SEC},
+        {"sec", USEC_PER_SEC},
+        {"ms", USEC_PER_MSEC},
+        {"us", 1},
+        {"m", 60 * USEC_PER_SEC},
+        {"min", 60 * USEC_PER_SEC},
+        {"h", 3600 * USEC_PER_SEC},
     };
     const char *rest;
     uint64_t v;

@@ -1,0 +1,303 @@
+/* config.c: routerd's key table and command line.
+ *
+ * The table is the single description of every setting: routerd.conf is parsed against it,
+ * --dump-config prints it, and each command-line option is a conf_set() of a key. The command
+ * line is read twice: once to find --config (and the informational options), then, after the
+ * file and the environment have been applied, for real, so the command line wins. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+static const char *const log_mode_names[] = {"quiet", "minimal", "normal", "verbose", NULL};
+
+#define KEY(n, t, f, d, lo, hi, h)                                                                 \
+    {                                                                                              \
+        .name = n, .type = t, .offset = offsetof(struct router_config, f), .def = d, .min = lo,    \
+        .max = hi, .help = h                                                                       \
+    }
+#define SEC(x) ((uint64_t)(x)*1000000ULL)
+
+static const struct conf_key router_keys[] = {
+    KEY("listen", CONF_STRING, listen, "127.0.0.1", 0, 0,
+        "Address to listen on; a non-loopback address needs member keys or allow_unauthenticated"),
+    KEY("port", CONF_INT, port, "3000", 0, 65535, "TCP port; 0 picks a free port"),
+    KEY("upstream", CONF_STRING, upstream, "https://api.anthropic.com", 0, 0,
+        "Anthropic API base URL: https, or plain http to a loopback address (tests)"),
+    KEY("api_key_file", CONF_STRING, api_key_file, NULL, 0, 0,
+        "File holding the router's Anthropic API key (mode 0600); else $CREDENTIALS_DIRECTORY/"
+        "anthropic-api-key or ANTHROPIC_API_KEY"),
+    KEY("enable_anthropic", CONF_BOOL, enable_anthropic, "yes", 0, 0,
+        "Serve the Anthropic Messages API (/v1/messages)"),
+    KEY("enable_openai", CONF_BOOL, enable_openai, "yes", 0, 0,
+        "Serve the OpenAI Chat Completions API (/v1/chat/completions)"),
+    KEY("bearer_passthrough", CONF_BOOL, bearer_passthrough, "yes", 0, 0,
+        "Use a client's own sk-ant- key upstream for its request"),
+    KEY("allow_unauthenticated", CONF_BOOL, allow_unauthenticated, "no", 0, 0,
+        "Allow listening on a non-loopback address with no client authentication"),
+    {.name = "log_mode",
+     .type = CONF_ENUM,
+     .offset = offsetof(struct router_config, log_mode),
+     .def = "normal",
+     .choices = log_mode_names,
+     .help = "Request logging: quiet, minimal (one line), normal, verbose (bodies, redacted)"},
+    KEY("max_body_size", CONF_SIZE, max_body_size, "32M", 1024, 1ULL << 30,
+        "Largest request body accepted (413 above); Anthropic's own limit is 32 MB"),
+    KEY("max_header_size", CONF_SIZE, max_header_size, "32K", 8192, 1024 * 1024,
+        "Memory for one connection's request line and headers (MHD's connection memory limit)"),
+    KEY("max_connections", CONF_INT, max_connections, "2048", 1, 1000000,
+        "Concurrent client connections; each open stream needs two file descriptors"),
+    KEY("max_connections_per_ip", CONF_INT, max_connections_per_ip, "256", 0, 1000000,
+        "Concurrent connections from one IP address (0: no limit); teams behind NAT share one"),
+    KEY("client_request_timeout", CONF_DURATION, client_request_timeout, "60s", SEC(1), SEC(3600),
+        "Time a client has to send a complete request (slow-client defence)"),
+    KEY("client_idle_timeout", CONF_DURATION, client_idle_timeout, "60s", SEC(1), SEC(3600),
+        "Idle time after which a client connection is closed"),
+    KEY("upstream_connect_timeout", CONF_DURATION, upstream_connect_timeout, "10s", 1000, SEC(300),
+        "Time to connect to the upstream (502 after)"),
+    KEY("upstream_first_byte_timeout", CONF_DURATION, upstream_first_byte_timeout, "300s", SEC(1),
+        SEC(3600), "Time for the upstream to answer; thinking models can take minutes (504)"),
+    KEY("upstream_idle_timeout", CONF_DURATION, upstream_idle_timeout, "300s", SEC(1), SEC(3600),
+        "Silence allowed in the middle of an upstream response before it is cut"),
+    KEY("drain_timeout", CONF_DURATION, drain_timeout, "90s", 0, SEC(3600),
+        "On SIGTERM, time in-flight requests get to finish"),
+};
+
+const struct conf_table router_config_table = {router_keys, ELEMENTSOF(router_keys)};
+
+enum {
+    OPT_LISTEN = 0x100,
+    OPT_UPSTREAM,
+    OPT_CONFIG,
+    OPT_API_KEY_FILE,
+    OPT_ENABLE_ANTHROPIC,
+    OPT_DISABLE_ANTHROPIC,
+    OPT_ENABLE_OPENAI,
+    OPT_DISABLE_OPENAI,
+    OPT_ENABLE_ALL,
+    OPT_DISABLE_PASSTHROUGH,
+    OPT_ALLOW_UNAUTH,
+    OPT_SET,
+    OPT_CHECK,
+    OPT_DUMP,
+};
+
+static const struct option options[] = {
+    {"port", required_argument, NULL, 'p'},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"upstream", required_argument, NULL, OPT_UPSTREAM},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"api-key-file", required_argument, NULL, OPT_API_KEY_FILE},
+    {"enable-anthropic", no_argument, NULL, OPT_ENABLE_ANTHROPIC},
+    {"disable-anthropic", no_argument, NULL, OPT_DISABLE_ANTHROPIC},
+    {"enable-openai", no_argument, NULL, OPT_ENABLE_OPENAI},
+    {"disable-openai", no_argument, NULL, OPT_DISABLE_OPENAI},
+    {"enable-all-endpoints", no_argument, NULL, OPT_ENABLE_ALL},
+    {"disable-bearer-passthrough", no_argument, NULL, OPT_DISABLE_PASSTHROUGH},
+    {"allow-unauthenticated", no_argument, NULL, OPT_ALLOW_UNAUTH},
+    {"set", required_argument, NULL, OPT_SET},
+    {"check-config", no_argument, NULL, OPT_CHECK},
+    {"dump-config", no_argument, NULL, OPT_DUMP},
+    {"quiet", no_argument, NULL, 'q'},
+    {"minimal", no_argument, NULL, 'm'},
+    {"verbose", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'v'},
+    {},
+};
+
+void router_config_help(FILE *f)
+{
+    fprintf(f,
+            "Usage: dualroute-routerd [OPTIONS]\n"
+            "\n"
+            "Serves the Anthropic Messages API and the OpenAI Chat Completions API with Claude\n"
+            "behind them.\n"
+            "\n"
+            "  -p, --port N                  Listen on port N (default 3000; env ROUTER_PORT)\n"
+            "      --listen ADDR             Listen address (default 127.0.0.1)\n"
+            "      --upstream URL            Anthropic API base URL (default "
+            "https://api.anthropic.com)\n"
+            "      --config FILE             Configuration file (default %s)\n"
+            "      --api-key-file FILE       Read the router's Anthropic API key from FILE\n"
+            "      --enable-anthropic        Serve /v1/messages (default)\n"
+            "      --disable-anthropic       Do not serve /v1/messages\n"
+            "      --enable-openai           Serve /v1/chat/completions (default)\n"
+            "      --disable-openai          Do not serve /v1/chat/completions\n"
+            "      --enable-all-endpoints    Serve both APIs (default)\n"
+            "      --disable-bearer-passthrough\n"
+            "                                Never use a client's own sk-ant- key upstream\n"
+            "      --allow-unauthenticated   Allow a non-loopback listen address without keys\n"
+            "      --set KEY=VALUE           Set any configuration key\n"
+            "      --check-config            Check the configuration and exit\n"
+            "      --dump-config             Print the effective configuration and exit\n"
+            "  -q, --quiet                   Log start-up messages and errors only\n"
+            "  -m, --minimal                 Log one line per request\n"
+            "  -V, --verbose                 Log request and response bodies (credentials "
+            "redacted)\n"
+            "  -h, --help                    Show this help\n"
+            "  -v, --version                 Show the version\n"
+            "\n"
+            "Environment: ANTHROPIC_API_KEY (the router's key; wiped from the environment once\n"
+            "read), ROUTER_PORT, CREDENTIALS_DIRECTORY (systemd credential "
+            "'anthropic-api-key').\n",
+            ROUTERD_DEFAULT_CONFIG);
+}
+
+static int set_or_complain(struct router_config *cfg, const char *source, const char *key,
+                           const char *value)
+{
+    struct parse_error err = {};
+    int r;
+
+    r = conf_set(&router_config_table, cfg, key, value, &err);
+    if (r < 0)
+        fprintf(stderr, "dualroute-routerd: %s: %s\n", source, err.text);
+    return r;
+}
+
+/* Applies one parsed option; NULL key means the option is not a setting. */
+static int apply_option(struct router_config *cfg, int c, const char *arg)
+{
+    static const struct {
+        int opt;
+        const char *key, *value;
+    } flags[] = {
+        {OPT_ENABLE_ANTHROPIC, "enable_anthropic", "yes"},
+        {OPT_DISABLE_ANTHROPIC, "enable_anthropic", "no"},
+        {OPT_ENABLE_OPENAI, "enable_openai", "yes"},
+        {OPT_DISABLE_OPENAI, "enable_openai", "no"},
+        {OPT_DISABLE_PASSTHROUGH, "bearer_passthrough", "no"},
+        {OPT_ALLOW_UNAUTH, "allow_unauthenticated", "yes"},
+        {'q', "log_mode", "quiet"},
+        {'m', "log_mode", "minimal"},
+        {'V', "log_mode", "verbose"},
+    };
+    char source[64];
+
+    for (size_t i = 0; i < ELEMENTSOF(flags); i++)
+        if (flags[i].opt == c)
+            return set_or_complain(cfg, "command line", flags[i].key, flags[i].value);
+
+    switch (c) {
+    case 'p':
+        return set_or_complain(cfg, "--port", "port", arg);
+    case OPT_LISTEN:
+        return set_or_complain(cfg, "--listen", "listen", arg);
+    case OPT_UPSTREAM:
+        return set_or_complain(cfg, "--upstream", "upstream", arg);
+    case OPT_API_KEY_FILE:
+        return set_or_complain(cfg, "--api-key-file", "api_key_file", arg);
+    case OPT_ENABLE_ALL: {
+        int r = set_or_complain(cfg, "command line", "enable_anthropic", "yes");
+        return r < 0 ? r : set_or_complain(cfg, "command line", "enable_openai", "yes");
+    }
+    case OPT_SET: {
+        _cleanup_free_ char *key = strdup(arg);
+        char *eq;
+
+        if (!key)
+            return -ENOMEM;
+        eq = strchr(key, '=');
+        if (!eq) {
+            fprintf(stderr, "dualroute-routerd: --set expects KEY=VALUE, not '%s'\n", arg);
+            return -EINVAL;
+        }
+        *eq = '\0';
+        snprintf(source, sizeof source, "--set %.40s", key);
+        return set_or_complain(cfg, source, key, eq + 1);
+    }
+    default:
+        return 0;
+    }
+}
+
+int router_config_load(int argc, char **argv, struct router_config *cfg,
+                       enum config_action *ret_action)
+{
+    enum config_action action = CONFIG_RUN;
+    const char *config_path = NULL, *e;
+    struct parse_error err = {};
+    int c, r;
+
+    r = conf_init(&router_config_table, cfg);
+    if (r < 0)
+        return r;
+
+    /* First pass: informational options, --config, and syntax errors. */
+    opterr = 1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "p:qmVhv", options, NULL)) >= 0) {
+        switch (c) {
+        case 'h':
+            router_config_help(stdout);
+            *ret_action = CONFIG_EXIT_OK;
+            return 0;
+        case 'v':
+            printf("dualroute-routerd %s\n", DUALROUTE_VERSION);
+            *ret_action = CONFIG_EXIT_OK;
+            return 0;
+        case OPT_CONFIG:
+            config_path = optarg;
+            break;
+        case OPT_CHECK:
+            action = CONFIG_CHECK;
+            break;
+        case OPT_DUMP:
+            action = CONFIG_DUMP;
+            break;
+        case '?':
+            fprintf(stderr, "Try 'dualroute-routerd --help'.\n");
+            return -EINVAL;
+        default:
+            break;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dualroute-routerd: unexpected argument '%s'\n", argv[optind]);
+        return -EINVAL;
+    }
+
+    /* The file: an explicit --config must exist; the default one may be absent. */
+    r = conf_load_file(&router_config_table, cfg,
+                       config_path ? config_path : ROUTERD_DEFAULT_CONFIG, &err);
+    if (r == -ENOENT && !config_path && err.line == 0)
+        r = 0;
+    if (r < 0) {
+        if (err.line > 0)
+            fprintf(stderr, "%s:%d: %s\n", config_path ? config_path : ROUTERD_DEFAULT_CONFIG,
+                    err.line, err.text);
+        else
+            fprintf(stderr, "%s: %s\n", config_path ? config_path : ROUTERD_DEFAULT_CONFIG,
+                    err.text);
+        return r;
+    }
+
+    e = getenv("ROUTER_PORT");
+    if (e && *e) {
+        r = set_or_complain(cfg, "ROUTER_PORT", "port", e);
+        if (r < 0)
+            return r;
+    }
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "p:qmVhv", options, NULL)) >= 0) {
+        r = apply_option(cfg, c, optarg);
+        if (r < 0)
+            return r;
+    }
+
+    *ret_action = action;
+    return 0;
+}
+
+void router_config_done(struct router_config *cfg)
+{
+    conf_done(&router_config_table, cfg);
+}

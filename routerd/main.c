@@ -1,0 +1,135 @@
+/* main.c: dualroute-routerd, the data plane.
+ *
+ * Reads the configuration, the router's Anthropic API key (file, systemd credential, or the
+ * environment, in that order), then runs the event loop in server.c until SIGTERM has drained the
+ * in-flight requests. The process is made non-dumpable so no core file or ptrace of the same user
+ * can read the key. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+#include <curl/curl.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "log.h"
+#include "secret.h"
+#include "server.h"
+
+#define API_KEY_MAX 4096
+
+static int load_api_key(const struct router_config *cfg, struct secret **ret)
+{
+    const char *creds = getenv("CREDENTIALS_DIRECTORY");
+    int r;
+
+    *ret = NULL;
+    if (cfg->api_key_file) {
+        r = secret_from_file(cfg->api_key_file, API_KEY_MAX, false, ret);
+        if (r == -EPERM)
+            return log_error_errno(r,
+                                   "Refusing API key file '%s': group or others can read it; run "
+                                   "'chmod 600 %s'.",
+                                   cfg->api_key_file, cfg->api_key_file);
+        if (r < 0)
+            return log_error_errno(r, "Failed to read API key file '%s': %m", cfg->api_key_file);
+        log_info("Using the Anthropic API key from '%s' (fingerprint %s).", cfg->api_key_file,
+                 secret_fp(*ret));
+        return 0;
+    }
+    if (creds) {
+        _cleanup_free_ char *path = NULL;
+
+        if (asprintf(&path, "%s/anthropic-api-key", creds) < 0)
+            return log_oom();
+        r = secret_from_file(path, API_KEY_MAX, true, ret);
+        if (r >= 0) {
+            log_info("Using the Anthropic API key from the systemd credential (fingerprint %s).",
+                     secret_fp(*ret));
+            return 0;
+        }
+        if (r != -ENOENT)
+            return log_error_errno(r, "Failed to read credential '%s': %m", path);
+    }
+    r = secret_from_env("ANTHROPIC_API_KEY", ret);
+    if (r >= 0) {
+        log_info("Using the Anthropic API key from ANTHROPIC_API_KEY (fingerprint %s).",
+                 secret_fp(*ret));
+        return 0;
+    }
+    if (r != -ENOENT)
+        return log_error_errno(r, "Failed to read ANTHROPIC_API_KEY: %m");
+    log_warning("No Anthropic API key configured (ANTHROPIC_API_KEY, --api-key-file): only "
+                "clients that send their own sk-ant- key will be served.");
+    return 0;
+}
+
+static int run(int argc, char **argv)
+{
+    struct router_config cfg = {};
+    _cleanup_(server_freep) struct server *s = NULL;
+    _cleanup_(secret_freep) struct secret *key = NULL;
+    sd_event *e = NULL;
+    enum config_action action = CONFIG_RUN;
+    int r;
+
+    r = router_config_load(argc, argv, &cfg, &action);
+    if (r < 0 || action == CONFIG_EXIT_OK) {
+        router_config_done(&cfg);
+        return r < 0 ? r : 0;
+    }
+    if (action == CONFIG_DUMP)
+        conf_dump(&router_config_table, &cfg, stdout);
+    if (action == CONFIG_CHECK)
+        printf("Configuration OK.\n");
+    if (action != CONFIG_RUN) {
+        router_config_done(&cfg);
+        return 0;
+    }
+
+    log_set_max_level(cfg.log_mode == LOG_MODE_QUIET ? LOG_WARNING : LOG_INFO);
+    if (getenv("DUALROUTE_DEBUG"))
+        log_set_max_level(LOG_DEBUG);
+
+    r = load_api_key(&cfg, &key);
+    if (r < 0)
+        goto finish;
+    (void)prctl(PR_SET_DUMPABLE, 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        r = log_error_errno(-EIO, "Failed to initialise libcurl.");
+        goto finish;
+    }
+    r = sd_event_default(&e);
+    if (r < 0) {
+        log_error_errno(r, "Failed to create the event loop: %m");
+        goto finish;
+    }
+    r = server_new(e, &cfg, TAKE_PTR(key), &s);
+    if (r < 0) {
+        log_error_errno(r, "Failed to set up the router: %m");
+        goto finish;
+    }
+    r = server_start(s);
+    if (r < 0)
+        goto finish;
+    r = sd_event_loop(e);
+    if (r < 0)
+        log_error_errno(r, "Event loop failed: %m");
+
+finish:
+    s = server_free(s);
+    e = sd_event_unref(e);
+    curl_global_cleanup();
+    router_config_done(&cfg);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    return run(argc, argv) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

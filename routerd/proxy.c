@@ -1,0 +1,917 @@
+/* proxy.c: one client request through routerd.
+ *
+ * MHD's URI-log callback creates the struct request (so the raw URI, query string included, is
+ * kept byte for byte); the access handler routes it, collects the body under max_body_size, and on
+ * the final call either answers at once or starts an upstream transfer and suspends the
+ * connection. curl's header callback queues the response on the still-suspended connection as soon
+ * as the upstream's headers are complete; its write callback appends to req->out and resumes the
+ * connection; MHD's content reader drains req->out and, when it is empty, suspends again before
+ * returning 0 (otherwise MHD would spin). Back-pressure: past OUT_HIGH bytes the write callback
+ * pauses the transfer, and the reader unpauses it below OUT_LOW, so a slow client holds at most
+ * ~80 KiB per request.
+ *
+ * A suspended connection is invisible to MHD, so the sweep watches its socket for a hang-up and
+ * enforces the first-byte and stall timeouts. Every exit path ends in proxy_completed(), the one
+ * place that logs the request and frees it. */
+#include "proxy.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "reqlog.h"
+#include "secret.h"
+#include "server.h"
+#include "util.h"
+
+#define OUT_HIGH (64 * 1024)
+#define OUT_LOW (16 * 1024)
+#define CAPTURE_MAX (1024 * 1024)
+#define RESPONSE_HEADERS_MAX (16 * 1024)
+
+static const char *const health_body = "{\"status\":\"ok\",\"service\":\"dualroute\"}";
+
+/* Request headers that reach the upstream; everything else (cookies, Host, Accept-Encoding, the
+ * client's credentials) stays here. */
+static const char *const forward_request_headers[] = {"anthropic-version", "anthropic-beta",
+                                                      "content-type", "accept"};
+
+static void conn_set_waiting(struct MHD_Connection *c, bool in_request)
+{
+    const union MHD_ConnectionInfo *ci;
+    struct client_conn *cc;
+
+    ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (!ci || !ci->socket_context)
+        return;
+    cc = ci->socket_context;
+    cc->in_request = in_request;
+    if (!in_request)
+        cc->waiting_since = now_usec();
+}
+
+void proxy_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                      enum MHD_ConnectionNotificationCode toe)
+{
+    struct server *s = cls;
+    struct client_conn *cc = *socket_context;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci;
+
+        cc = calloc(1, sizeof(*cc));
+        if (!cc)
+            return;
+        ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        cc->connection = connection;
+        cc->fd = ci ? ci->connect_fd : -1;
+        cc->waiting_since = now_usec();
+        cc->next = s->conns;
+        if (s->conns)
+            s->conns->prev = cc;
+        s->conns = cc;
+        s->n_conns++;
+        *socket_context = cc;
+        return;
+    }
+    if (!cc)
+        return;
+    if (cc->prev)
+        cc->prev->next = cc->next;
+    else
+        s->conns = cc->next;
+    if (cc->next)
+        cc->next->prev = cc->prev;
+    s->n_conns--;
+    free(cc);
+    *socket_context = NULL;
+}
+
+void *proxy_uri_log(void *cls, const char *uri, struct MHD_Connection *connection)
+{
+    struct server *s = cls;
+    struct request *req;
+
+    req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->uri = strdup(uri);
+    if (!req->uri)
+        return mfree(req);
+    req->server = s;
+    req->connection = connection;
+    req->t_start = now_usec();
+    req->content_length = -1;
+    req->max_tokens = -1;
+    req->body = BUF_INIT(s->cfg->max_body_size);
+    req->out = BUF_INIT(0);
+    req->capture = BUF_INIT(CAPTURE_MAX);
+    req->response_headers = BUF_INIT(RESPONSE_HEADERS_MAX);
+    sse_scanner_init(&req->scanner);
+    snprintf(req->id, sizeof req->id, "rq_%08" PRIx64 "%08" PRIx64, s->id_seed & 0xffffffff,
+             ++s->id_counter);
+
+    req->next = s->requests;
+    if (s->requests)
+        s->requests->prev = req;
+    s->requests = req;
+    s->n_requests++;
+    return req;
+}
+
+static void headers_wipe_free(struct curl_slist *l)
+{
+    for (struct curl_slist *i = l; i; i = i->next)
+        explicit_bzero(i->data, strlen(i->data));
+    curl_slist_free_all(l);
+}
+
+static void upstream_release(struct request *req)
+{
+    struct server *s = req->server;
+
+    if (req->easy) {
+        curl_multi_remove_handle(s->multi, req->easy);
+        server_easy_put(s, req->easy);
+        req->easy = NULL;
+    }
+    headers_wipe_free(req->upstream_headers);
+    req->upstream_headers = NULL;
+}
+
+static struct request *request_free(struct request *req)
+{
+    struct server *s;
+
+    if (!req)
+        return NULL;
+    s = req->server;
+    upstream_release(req);
+    req->hup_watch = sd_event_source_disable_unref(req->hup_watch);
+    if (req->prev)
+        req->prev->next = req->next;
+    else
+        s->requests = req->next;
+    if (req->next)
+        req->next->prev = req->prev;
+    s->n_requests--;
+
+    buf_free(&req->body, true);
+    buf_free(&req->out, false);
+    buf_free(&req->capture, false);
+    buf_free(&req->response_headers, false);
+    sse_scanner_done(&req->scanner);
+    free(req->uri);
+    return mfree(req);
+}
+
+static void request_suspend(struct request *req)
+{
+    if (req->suspended)
+        return;
+    MHD_suspend_connection(req->connection);
+    req->suspended = true;
+}
+
+/* Resumes a suspended connection and has MHD run soon (never from here: we may be inside a curl
+ * callback). */
+static void request_wake(struct request *req)
+{
+    if (!req->suspended)
+        return;
+    req->suspended = false;
+    if (req->hup_watch)
+        sd_event_source_set_enabled(req->hup_watch, SD_EVENT_OFF);
+    MHD_resume_connection(req->connection);
+    server_schedule_mhd(req->server);
+}
+
+static void response_add_common_headers(struct request *req, struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "x-dualroute-request-id", req->id);
+    if (req->server->draining)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+int request_reply_buffer(struct request *req, unsigned status, const char *content_type, char *body)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ok;
+
+    resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return -ENOMEM;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    response_add_common_headers(req, resp);
+    if (status == 405)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+                                req->route == ROUTE_MODELS || req->route == ROUTE_MODEL ||
+                                        req->route == ROUTE_HEALTH
+                                    ? "GET"
+                                    : "POST");
+    ok = MHD_queue_response(req->connection, status, resp);
+    MHD_destroy_response(resp);
+    if (ok != MHD_YES)
+        return -EIO;
+    req->responded = true;
+    req->status = status;
+    request_wake(req);
+    return 0;
+}
+
+/* Appends an Anthropic SSE error event, so a stream that breaks ends in an error the SDKs raise
+ * instead of a silent EOF that looks like success. */
+static void request_fail_midstream(struct request *req, const char *message)
+{
+    _cleanup_free_ char *body = NULL;
+
+    snprintf(req->error_text, sizeof req->error_text, "%s", message);
+    if (!req->sse) {
+        req->upstream_failed = true; /* a truncated JSON body: close without completing it */
+        return;
+    }
+    body = error_body_new(API_FORMAT_ANTHROPIC, 500, "api_error", message, NULL, NULL, req->id);
+    req->out.max = 0; /* the error event is small; always room for it */
+    if (!body || buf_append_str(&req->out, "event: error\ndata: ") < 0 ||
+        buf_append_str(&req->out, body) < 0 || buf_append_str(&req->out, "\n\n") < 0)
+        req->upstream_failed = true;
+    req->usage.error = true;
+}
+
+/* Ends a running upstream transfer. status/message: the error the client gets if nothing was sent
+ * yet (status 0: the client is gone, send nothing). */
+static void upstream_abort(struct request *req, unsigned status, const char *message)
+{
+    if (req->upstream != UPSTREAM_RUNNING)
+        return;
+    upstream_release(req);
+    req->upstream = UPSTREAM_DONE;
+    req->curl_result = CURLE_ABORTED_BY_CALLBACK;
+    req->upstream_paused = false;
+
+    if (req->client_gone || status == 0) {
+        request_wake(req);
+        return;
+    }
+    if (!req->responded)
+        (void)http_reply_error(req, status, message);
+    else {
+        request_fail_midstream(req, message);
+        request_wake(req);
+    }
+}
+
+static ssize_t response_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct request *req = cls;
+
+    if (req->out.len > 0) {
+        size_t n = MIN(max, req->out.len);
+
+        memcpy(buf, req->out.data, n);
+        buf_consume(&req->out, n);
+        if (req->upstream_paused && req->out.len < OUT_LOW && req->easy) {
+            req->upstream_paused = false;
+            curl_easy_pause(req->easy, CURLPAUSE_CONT);
+        }
+        return (ssize_t)n;
+    }
+    if (req->upstream == UPSTREAM_DONE)
+        return req->upstream_failed ? MHD_CONTENT_READER_END_WITH_ERROR
+                                    : MHD_CONTENT_READER_END_OF_STREAM;
+    if (req->client_gone)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    request_suspend(req);
+    return 0;
+}
+
+static bool response_header_forwarded(const char *name, size_t n)
+{
+    static const char *const names[] = {"content-type",   "request-id",     "retry-after",
+                                        "retry-after-ms", "x-should-retry", "x-request-id"};
+
+    if (n > 10 && strncasecmp(name, "anthropic-", 10) == 0)
+        return true;
+    for (size_t i = 0; i < ELEMENTSOF(names); i++)
+        if (strlen(names[i]) == n && strncasecmp(name, names[i], n) == 0)
+            return true;
+    return false;
+}
+
+static int upstream_queue_response(struct request *req)
+{
+    struct MHD_Response *resp;
+    uint64_t size = MHD_SIZE_UNKNOWN;
+    enum MHD_Result ok;
+
+    if (!req->sse && req->content_length >= 0)
+        size = (uint64_t)req->content_length;
+    resp = MHD_create_response_from_callback(size, 16 * 1024, response_reader, req, NULL);
+    if (!resp)
+        return -ENOMEM;
+    for (size_t i = 0; i < req->response_headers.len;) {
+        const char *name = req->response_headers.data + i;
+        const char *value = name + strlen(name) + 1;
+
+        MHD_add_response_header(resp, name, value);
+        i = (size_t)(value + strlen(value) + 1 - req->response_headers.data);
+    }
+    response_add_common_headers(req, resp);
+    ok = MHD_queue_response(req->connection, req->upstream_status, resp);
+    MHD_destroy_response(resp);
+    if (ok != MHD_YES)
+        return -EIO;
+    req->responded = true;
+    req->status = req->upstream_status;
+    request_wake(req);
+    return 0;
+}
+
+static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *userdata)
+{
+    struct request *req = userdata;
+    size_t len = size * nmemb, name_len;
+    const char *colon, *v, *end = p + len;
+
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        /* A status line: a new header block (after a 100 Continue, say). */
+        buf_clear(&req->response_headers);
+        req->content_length = -1;
+        req->sse = false;
+        return len;
+    }
+    if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+        long code = 0;
+
+        curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 100 && code < 200)
+            return len;
+        req->upstream_status = (unsigned)code;
+        req->headers_done = true;
+        req->t_first_byte = req->t_last_byte = now_usec();
+        if (req->client_gone)
+            return 0;
+        return upstream_queue_response(req) < 0 ? 0 : len;
+    }
+
+    colon = memchr(p, ':', len);
+    if (!colon)
+        return len;
+    name_len = (size_t)(colon - p);
+    v = colon + 1;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+
+    if (name_len == 12 && strncasecmp(p, "content-type", 12) == 0)
+        req->sse = (size_t)(end - v) >= 17 && strncasecmp(v, "text/event-stream", 17) == 0;
+    else if (name_len == 14 && strncasecmp(p, "content-length", 14) == 0) {
+        char tmp[24];
+        int64_t cl;
+
+        if ((size_t)(end - v) < sizeof tmp) {
+            memcpy(tmp, v, (size_t)(end - v));
+            tmp[end - v] = '\0';
+            if (parse_int64(tmp, &cl) == 0 && cl >= 0)
+                req->content_length = cl;
+        }
+    }
+    if (response_header_forwarded(p, name_len)) {
+        /* Header names go out lowercased, as HTTP/2 upstreams send them. */
+        size_t start = req->response_headers.len;
+
+        if (buf_append(&req->response_headers, p, name_len) < 0 ||
+            buf_append(&req->response_headers, "", 1) < 0 ||
+            buf_append(&req->response_headers, v, (size_t)(end - v)) < 0 ||
+            buf_append(&req->response_headers, "", 1) < 0) {
+            req->response_headers.len = start; /* over the cap: drop this header */
+            return len;
+        }
+        for (size_t i = start; i < start + name_len; i++)
+            req->response_headers.data[i] =
+                (char)tolower((unsigned char)req->response_headers.data[i]);
+    }
+    return len;
+}
+
+static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *userdata)
+{
+    struct request *req = userdata;
+    size_t len = size * nmemb;
+
+    if (req->client_gone)
+        return 0;
+    if (req->out.len >= OUT_HIGH) {
+        req->upstream_paused = true;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    if (buf_append(&req->out, p, len) < 0)
+        return 0;
+    req->t_last_byte = now_usec();
+    if (req->sse)
+        sse_scanner_feed(&req->scanner, p, len);
+    if (!req->sse || req->server->cfg->log_mode == LOG_MODE_VERBOSE)
+        (void)buf_append(&req->capture, p,
+                         MIN(len, CAPTURE_MAX - MIN(CAPTURE_MAX, req->capture.len)));
+    request_wake(req);
+    return len;
+}
+
+void proxy_upstream_done(struct request *req, CURLcode result)
+{
+    char msg[160];
+
+    upstream_release(req);
+    req->upstream = UPSTREAM_DONE;
+    req->curl_result = result;
+
+    if (result != CURLE_OK) {
+        bool timeout = result == CURLE_OPERATION_TIMEDOUT;
+
+        if (!req->responded) {
+            snprintf(msg, sizeof msg, "%s upstream %s: %s",
+                     timeout ? "Timed out connecting to the" : "Could not reach the",
+                     req->server->upstream_base, curl_easy_strerror(result));
+            (void)http_reply_error(req, timeout ? 504 : 502, msg);
+            return;
+        }
+        snprintf(msg, sizeof msg, "Upstream connection lost mid-response: %s",
+                 curl_easy_strerror(result));
+        request_fail_midstream(req, msg);
+    } else if (!req->responded) {
+        (void)http_reply_error(req, 502, "The upstream closed the connection without an answer.");
+        return;
+    } else if (req->sse) {
+        req->usage = req->scanner.usage;
+        if (req->upstream_status == 200 && !req->usage.stopped && !req->usage.error)
+            request_fail_midstream(req, "The upstream stream ended before message_stop.");
+    } else
+        (void)usage_from_json(req->capture.data ? req->capture.data : "", req->capture.len,
+                              &req->usage);
+    request_wake(req);
+}
+
+static enum MHD_Result collect_forward_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                              const char *value)
+{
+    struct request *req = cls;
+    _cleanup_free_ char *line = NULL;
+    struct curl_slist *l;
+
+    for (size_t i = 0; i < ELEMENTSOF(forward_request_headers); i++) {
+        if (strcasecmp(key, forward_request_headers[i]) != 0)
+            continue;
+        if (asprintf(&line, "%s: %s", forward_request_headers[i], value) < 0)
+            return MHD_NO;
+        l = curl_slist_append(req->upstream_headers, line);
+        if (!l)
+            return MHD_NO;
+        req->upstream_headers = l;
+        break;
+    }
+    return MHD_YES;
+}
+
+static const char *header(struct request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+}
+
+/* Picks the credential for the upstream: the client's own Anthropic key with bearer passthrough,
+ * else the router's key. Answers 401 itself (and returns -EACCES) when there is none. */
+static int request_credential(struct request *req, const char **ret_key, size_t *ret_len)
+{
+    struct server *s = req->server;
+    struct client_key k;
+
+    k = client_key_from_headers(header(req, "x-api-key"),
+                                header(req, MHD_HTTP_HEADER_AUTHORIZATION));
+    req->key_kind = k.kind;
+    if (k.kind != CLIENT_KEY_NONE)
+        secret_fp_buf(k.value, k.len, req->key_fp);
+
+    if (k.kind == CLIENT_KEY_SUBSCRIPTION) {
+        (void)http_reply_error(req, 401,
+                               "dualroute does not use Claude subscription (OAuth) tokens. Use an "
+                               "Anthropic API key, or no key at all to use the router's own.");
+        return -EACCES;
+    }
+    if (k.kind == CLIENT_KEY_ANTHROPIC && s->cfg->bearer_passthrough) {
+        req->key_passthrough = true;
+        *ret_key = k.value;
+        *ret_len = k.len;
+        return 0;
+    }
+    if (!s->api_key) {
+        (void)http_reply_error(req, 401,
+                               "dualroute has no Anthropic API key: start dualroute-routerd with "
+                               "ANTHROPIC_API_KEY or --api-key-file, or send your own key in "
+                               "x-api-key.");
+        return -EACCES;
+    }
+    *ret_key = s->api_key->data;
+    *ret_len = s->api_key->len;
+    return 0;
+}
+
+static int upstream_start(struct request *req, const char *path, bool post)
+{
+    struct server *s = req->server;
+    _cleanup_free_ char *url = NULL;
+    const char *key = NULL, *query;
+    struct curl_slist *l;
+    struct buf auth = BUF_INIT(0);
+    size_t key_len = 0;
+    int r;
+
+    r = request_credential(req, &key, &key_len);
+    if (r < 0)
+        return 0; /* answered */
+
+    query = strchr(req->uri, '?');
+    if (asprintf(&url, "%s%s%s", s->upstream_base, path, query ? query : "") < 0)
+        return -ENOMEM;
+
+    /* The key goes into curl's header list (curl copies it); both copies are wiped when the
+     * request ends. */
+    if (buf_append_str(&auth, "x-api-key: ") < 0 || buf_append(&auth, key, key_len) < 0) {
+        buf_free(&auth, true);
+        return -ENOMEM;
+    }
+    l = curl_slist_append(NULL, auth.data);
+    buf_free(&auth, true);
+    if (!l)
+        return -ENOMEM;
+    req->upstream_headers = l;
+    if (MHD_get_connection_values(req->connection, MHD_HEADER_KIND, collect_forward_header, req) <
+        0)
+        return -ENOMEM;
+    if (post && !header(req, MHD_HTTP_HEADER_CONTENT_TYPE) &&
+        !(l = curl_slist_append(req->upstream_headers, "content-type: application/json")))
+        return -ENOMEM;
+    req->upstream_headers = l ? l : req->upstream_headers;
+    /* No "Expect: 100-continue" round trip for large bodies; our own User-Agent. */
+    l = curl_slist_append(req->upstream_headers, "Expect:");
+    if (l)
+        l = curl_slist_append(l, "User-Agent: dualroute/" DUALROUTE_VERSION);
+    if (!l)
+        return -ENOMEM;
+    req->upstream_headers = l;
+
+    req->easy = server_easy_get(s);
+    if (!req->easy)
+        return -ENOMEM;
+    curl_easy_setopt(req->easy, CURLOPT_URL, url);
+    curl_easy_setopt(req->easy, CURLOPT_PROTOCOLS_STR, s->upstream_plain_http ? "http" : "https");
+    curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->upstream_headers);
+    if (post) {
+        curl_easy_setopt(req->easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(req->easy, CURLOPT_POSTFIELDS, req->body.data ? req->body.data : "");
+        curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
+    } else
+        curl_easy_setopt(req->easy, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(req->easy, CURLOPT_HEADERFUNCTION, on_upstream_header);
+    curl_easy_setopt(req->easy, CURLOPT_HEADERDATA, req);
+    curl_easy_setopt(req->easy, CURLOPT_WRITEFUNCTION, on_upstream_body);
+    curl_easy_setopt(req->easy, CURLOPT_WRITEDATA, req);
+    curl_easy_setopt(req->easy, CURLOPT_PRIVATE, req);
+    curl_easy_setopt(req->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(req->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(req->easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(s->cfg->upstream_connect_timeout / USEC_PER_MSEC));
+
+    if (curl_multi_add_handle(s->multi, req->easy) != CURLM_OK) {
+        server_easy_put(s, req->easy);
+        req->easy = NULL;
+        return -EIO;
+    }
+    req->upstream = UPSTREAM_RUNNING;
+    req->t_upstream = now_usec();
+    request_suspend(req);
+    return 0;
+}
+
+/* Reads model, stream and max_tokens from a copy of a Messages body. The body itself is forwarded
+ * untouched; integers are decoded as reals so that a huge number does not make a valid body a 400.
+ */
+static int messages_peek(struct request *req)
+{
+    json_error_t jerr;
+    json_t *root, *v;
+    char msg[160 + sizeof jerr.text];
+
+    root = json_loadb(req->body.data ? req->body.data : "", req->body.len, JSON_DECODE_INT_AS_REAL,
+                      &jerr);
+    if (!root) {
+        snprintf(msg, sizeof msg, "The request body is not valid JSON: %s (line %d, column %d)",
+                 jerr.text, jerr.line, jerr.column);
+        (void)http_reply_error(req, 400, msg);
+        return -EBADMSG;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        (void)http_reply_error(req, 400, "The request body must be a JSON object.");
+        return -EBADMSG;
+    }
+    v = json_object_get(root, "model");
+    if (json_is_string(v))
+        snprintf(req->model, sizeof req->model, "%s", json_string_value(v));
+    req->stream = json_is_true(json_object_get(root, "stream"));
+    v = json_object_get(root, "max_tokens");
+    if (json_is_number(v))
+        req->max_tokens = (int64_t)json_number_value(v);
+    json_decref(root);
+    return 0;
+}
+
+/* A model id in /v1/models/{id}: the characters model ids and aliases use, nothing that could
+ * change the upstream path. */
+static bool model_id_valid(const char *id)
+{
+    if (!*id || strlen(id) > 200)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("-._:@", *p))
+            return false;
+    return true;
+}
+
+static enum route route_of(const char *url)
+{
+    static const struct {
+        const char *path;
+        enum route route;
+    } table[] = {
+        {"/health", ROUTE_HEALTH},
+        {"/v1/messages", ROUTE_MESSAGES},
+        {"/v1/messages/count_tokens", ROUTE_COUNT_TOKENS},
+        {"/v1/models", ROUTE_MODELS},
+        {"/v1/chat/completions", ROUTE_CHAT},
+    };
+
+    for (size_t i = 0; i < ELEMENTSOF(table); i++)
+        if (strcmp(url, table[i].path) == 0)
+            return table[i].route;
+    if (startswith(url, "/v1/models/") && url[strlen("/v1/models/")] &&
+        !strchr(url + strlen("/v1/models/"), '/'))
+        return ROUTE_MODEL;
+    return ROUTE_NONE;
+}
+
+static int request_begin(struct request *req, const char *url, const char *method)
+{
+    const char *cl;
+
+    req->method = method;
+    req->route = route_of(url);
+    switch (req->route) {
+    case ROUTE_MESSAGES:
+    case ROUTE_COUNT_TOKENS:
+        req->format = API_FORMAT_ANTHROPIC;
+        break;
+    case ROUTE_CHAT:
+        req->format = API_FORMAT_OPENAI;
+        break;
+    default:
+        req->format = header(req, "anthropic-version") ? API_FORMAT_ANTHROPIC : API_FORMAT_OPENAI;
+    }
+
+    /* A declared body over the limit is refused before a byte of it is read; MHD then closes the
+     * connection. A chunked body is cut off as it arrives (request_receive()). */
+    cl = header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        uint64_t n;
+
+        if (parse_size(cl, &n) == 0 && n > req->server->cfg->max_body_size) {
+            char msg[160], lim[32];
+
+            format_size(req->server->cfg->max_body_size, lim);
+            snprintf(msg, sizeof msg, "The request body is %" PRIu64 " bytes; the limit is %s.", n,
+                     lim);
+            return http_reply_error(req, 413, msg);
+        }
+    }
+    return 0;
+}
+
+static int request_dispatch(struct request *req)
+{
+    const struct router_config *cfg = req->server->cfg;
+    bool get = strcmp(req->method, MHD_HTTP_METHOD_GET) == 0;
+    bool post = strcmp(req->method, MHD_HTTP_METHOD_POST) == 0;
+    char msg[200], path[256];
+    int r;
+
+    if (req->body_too_large) {
+        char lim[32];
+
+        format_size(cfg->max_body_size, lim);
+        snprintf(msg, sizeof msg, "The request body is larger than the limit of %s.", lim);
+        return http_reply_error(req, 413, msg);
+    }
+
+    switch (req->route) {
+    case ROUTE_HEALTH:
+        if (!get)
+            return http_reply_error(req, 405, "Use GET for /health.");
+        return request_reply_buffer(req, 200, "application/json", strdup(health_body));
+
+    case ROUTE_MESSAGES:
+    case ROUTE_COUNT_TOKENS:
+        if (!cfg->enable_anthropic)
+            return http_reply_error(req, 404,
+                                    "The Anthropic endpoints are disabled on this router "
+                                    "(--disable-anthropic).");
+        if (!post)
+            return http_reply_error(req, 405, "Use POST for this endpoint.");
+        r = messages_peek(req);
+        if (r < 0)
+            return 0; /* answered */
+        reqlog_start(req);
+        return upstream_start(
+            req, req->route == ROUTE_MESSAGES ? "/v1/messages" : "/v1/messages/count_tokens", true);
+
+    case ROUTE_MODELS:
+    case ROUTE_MODEL:
+        if (!get)
+            return http_reply_error(req, 405, "Use GET for /v1/models.");
+        if (req->route == ROUTE_MODELS)
+            return upstream_start(req, "/v1/models", false);
+        if (!model_id_valid(req->model))
+            return http_reply_error(req, 404, "No such model.");
+        snprintf(path, sizeof path, "/v1/models/%s", req->model);
+        return upstream_start(req, path, false);
+
+    case ROUTE_CHAT:
+        if (!cfg->enable_openai)
+            return http_reply_error(req, 404,
+                                    "The OpenAI endpoint is disabled on this router "
+                                    "(--disable-openai).");
+        if (!post)
+            return http_reply_error(req, 405, "Use POST for /v1/chat/completions.");
+        return http_reply_error(req, 501,
+                                "/v1/chat/completions is not available in this version of "
+                                "dualroute yet; use /v1/messages.");
+
+    default:
+        snprintf(msg, sizeof msg, "Not found: %s %.120s", req->method, req->uri);
+        return http_reply_error(req, 404, msg);
+    }
+}
+
+enum MHD_Result proxy_access(void *cls, struct MHD_Connection *connection, const char *url,
+                             const char *method, const char *version, const char *upload_data,
+                             size_t *upload_data_size, void **con_cls)
+{
+    struct request *req = *con_cls;
+    int r;
+
+    if (!req)
+        return MHD_NO; /* the URI-log callback ran out of memory */
+
+    if (!req->started) {
+        req->started = true;
+        r = request_begin(req, url, method);
+        if (req->route == ROUTE_MODEL)
+            snprintf(req->model, sizeof req->model, "%s", url + strlen("/v1/models/"));
+        return r < 0 ? MHD_NO : MHD_YES;
+    }
+
+    if (*upload_data_size > 0) {
+        if (!req->body_too_large && buf_append(&req->body, upload_data, *upload_data_size) < 0) {
+            req->body_too_large = true;
+            buf_free(&req->body, true);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    if (req->client_gone)
+        return MHD_NO;
+    if (req->received) {
+        /* Resumed with no response yet (a spurious wake-up): keep waiting. */
+        request_suspend(req);
+        return MHD_YES;
+    }
+    req->received = true;
+    conn_set_waiting(connection, true);
+    r = request_dispatch(req);
+    if (r < 0) {
+        log_warning_errno(r, "[%s] Failed to handle the request: %m", req->id);
+        if (!req->responded && http_reply_error(req, 500, "Internal error in dualroute.") < 0)
+            return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+void proxy_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                     enum MHD_RequestTerminationCode toe)
+{
+    struct request *req = *con_cls;
+    struct server *s = cls;
+
+    conn_set_waiting(connection, false);
+    if (!req)
+        return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        req->client_gone = true;
+    if (req->upstream == UPSTREAM_RUNNING) {
+        upstream_abort(req, 0, NULL);
+        req->usage = req->scanner.usage;
+    }
+    reqlog_finish(req, toe);
+    request_free(req);
+    *con_cls = NULL;
+    server_request_gone(s);
+}
+
+static int on_client_hup(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+    struct request *req = userdata;
+
+    sd_event_source_set_enabled(src, SD_EVENT_OFF);
+    if (req->client_gone)
+        return 0;
+    req->client_gone = true;
+    log_debug("[%s] Client went away while waiting on the upstream.", req->id);
+    if (req->upstream == UPSTREAM_RUNNING) {
+        req->usage = req->scanner.usage;
+        upstream_abort(req, 0, NULL);
+    }
+    request_wake(req);
+    return 0;
+}
+
+static void request_watch_hangup(struct request *req)
+{
+    const union MHD_ConnectionInfo *ci;
+
+    if (req->client_gone)
+        return;
+    if (req->hup_watch) {
+        sd_event_source_set_enabled(req->hup_watch, SD_EVENT_ON);
+        return;
+    }
+    ci = MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return;
+    if (sd_event_add_io(req->server->event, &req->hup_watch, ci->connect_fd, EPOLLRDHUP,
+                        on_client_hup, req) < 0)
+        req->hup_watch = NULL;
+}
+
+void proxy_sweep(struct server *s, uint64_t now)
+{
+    const struct router_config *cfg = s->cfg;
+    char msg[160];
+
+    for (struct client_conn *cc = s->conns; cc; cc = cc->next)
+        if (!cc->in_request && cc->fd >= 0 &&
+            now - cc->waiting_since > cfg->client_request_timeout) {
+            /* The client has not sent a complete request in time: MHD sees the shut-down socket
+             * and closes the connection. */
+            (void)shutdown(cc->fd, SHUT_RDWR);
+            cc->waiting_since = now;
+        }
+
+    for (struct request *req = s->requests; req; req = req->next) {
+        if (req->upstream == UPSTREAM_RUNNING) {
+            if (!req->headers_done && now - req->t_upstream > cfg->upstream_first_byte_timeout) {
+                snprintf(msg, sizeof msg, "The upstream did not answer within %" PRIu64 " s.",
+                         cfg->upstream_first_byte_timeout / USEC_PER_SEC);
+                upstream_abort(req, 504, msg);
+            } else if (req->headers_done && !req->upstream_paused &&
+                       now - req->t_last_byte > cfg->upstream_idle_timeout) {
+                snprintf(msg, sizeof msg,
+                         "The upstream sent nothing for %" PRIu64 " s; the response was cut.",
+                         cfg->upstream_idle_timeout / USEC_PER_SEC);
+                req->usage = req->scanner.usage;
+                upstream_abort(req, 504, msg);
+            }
+        }
+        if (req->suspended)
+            request_watch_hangup(req);
+    }
+}
+
+void proxy_abort_all(struct server *s)
+{
+    for (struct request *req = s->requests; req; req = req->next) {
+        if (req->upstream == UPSTREAM_RUNNING) {
+            req->usage = req->scanner.usage;
+            upstream_abort(req, 503, "dualroute is shutting down; retry the request.");
+        } else if (!req->responded && req->suspended)
+            (void)http_reply_error(req, 503, "dualroute is shutting down; retry the request.");
+        else
+            request_wake(req);
+    }
+}

@@ -1,0 +1,116 @@
+/* proxy.h: one client request, from the first byte MHD shows us to the log line: routing,
+ * authentication, the upstream transfer, and the relay of its answer. */
+#pragma once
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <systemd/sd-event.h>
+
+#include "buf.h"
+#include "client-key.h"
+#include "http-error.h"
+#include "usage.h"
+
+struct server;
+
+enum route {
+    ROUTE_NONE,
+    ROUTE_HEALTH,
+    ROUTE_MESSAGES,
+    ROUTE_COUNT_TOKENS,
+    ROUTE_MODELS,
+    ROUTE_MODEL,
+    ROUTE_CHAT,
+    _ROUTE_MAX,
+    _ROUTE_INVALID = -EINVAL,
+};
+
+enum upstream_state {
+    UPSTREAM_IDLE,
+    UPSTREAM_RUNNING,
+    UPSTREAM_DONE,
+    _UPSTREAM_STATE_MAX,
+    _UPSTREAM_STATE_INVALID = -EINVAL,
+};
+
+/* One open client connection, tracked for the slow-client timeout. */
+struct client_conn {
+    struct client_conn *prev, *next;
+    struct MHD_Connection *connection;
+    int fd;
+    uint64_t waiting_since; /* when it started waiting for a complete request */
+    bool in_request;        /* a complete request is being served */
+};
+
+struct request {
+    struct server *server;
+    struct MHD_Connection *connection;
+    struct request *prev, *next;
+    char id[32];
+    char *uri; /* raw, query included */
+    const char *method;
+    enum route route;
+    enum api_format format;
+    bool started; /* the access handler has seen the headers */
+    bool received;
+    bool responded; /* a response is queued */
+    bool suspended;
+    bool client_gone;
+    bool router_error;
+    unsigned status;
+    char error_text[160];
+
+    struct buf body;
+    bool body_too_large;
+
+    char model[128];
+    int64_t max_tokens;
+    bool stream;
+
+    enum client_key_kind key_kind;
+    bool key_passthrough;
+    char key_fp[9];
+
+    CURL *easy;
+    struct curl_slist *upstream_headers;
+    enum upstream_state upstream;
+    CURLcode curl_result;
+    bool upstream_failed;
+    bool upstream_paused;
+    bool headers_done;
+    bool sse;
+    int64_t content_length;
+    unsigned upstream_status;
+    struct buf response_headers; /* "name\0value\0" pairs to forward */
+    struct buf out;              /* upstream bytes not yet written to the client */
+    struct buf capture;          /* JSON body (usage) and verbose-log copy */
+    struct sse_scanner scanner;
+    struct usage usage;
+    sd_event_source *hup_watch;
+
+    uint64_t t_start, t_upstream, t_first_byte, t_last_byte;
+};
+
+/* MHD callbacks (cls is the struct server). */
+void *proxy_uri_log(void *cls, const char *uri, struct MHD_Connection *connection);
+enum MHD_Result proxy_access(void *cls, struct MHD_Connection *connection, const char *url,
+                             const char *method, const char *version, const char *upload_data,
+                             size_t *upload_data_size, void **con_cls);
+void proxy_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                     enum MHD_RequestTerminationCode toe);
+void proxy_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                      enum MHD_ConnectionNotificationCode toe);
+
+/* Called by the server when curl finishes a transfer (never from inside a curl callback). */
+void proxy_upstream_done(struct request *req, CURLcode result);
+/* Periodic work: client and upstream timeouts, hang-up watches for suspended requests. */
+void proxy_sweep(struct server *s, uint64_t now);
+/* Ends every upstream transfer with a "shutting down" error (drain timeout). */
+void proxy_abort_all(struct server *s);
+
+/* Queues a complete response (steals body) and resumes the connection if suspended. */
+int request_reply_buffer(struct request *req, unsigned status, const char *content_type,
+                         char *body);

@@ -1,0 +1,586 @@
+/* server.c: routerd's event loop.
+ *
+ * One sd-event loop runs everything; there is no thread per request. libmicrohttpd runs in epoll
+ * mode without threads of its own: its epoll fd is one io source, MHD_get_timeout() drives one
+ * time source, and a one-shot defer source runs MHD after a connection is resumed (MHD's inner
+ * epoll is edge-triggered, so a resume does not wake the outer loop by itself). The curl multi
+ * handle reports its sockets and timer through callbacks that add io and time sources; a 0 ms
+ * curl timeout is served from a defer source, which saves a timerfd round trip per request.
+ *
+ * A sweep timer runs twice a second for the timeouts that neither library can enforce on a
+ * suspended connection, and for the hang-up watches (proxy_sweep()). SIGTERM starts a drain:
+ * MHD stops accepting, in-flight requests finish up to drain_timeout, then the loop exits. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "secret.h"
+#include "util.h"
+
+#define SWEEP_INTERVAL_USEC (500 * USEC_PER_MSEC)
+
+static void mhd_rearm(struct server *s);
+
+static void mhd_run(struct server *s)
+{
+    MHD_run(s->mhd);
+    mhd_rearm(s);
+}
+
+static int on_mhd_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+    mhd_run(userdata);
+    return 0;
+}
+
+static int on_mhd_timer(sd_event_source *src, uint64_t usec, void *userdata)
+{
+    struct server *s = userdata;
+
+    s->mhd_deadline = 0;
+    mhd_run(s);
+    return 0;
+}
+
+static int on_mhd_defer(sd_event_source *src, void *userdata)
+{
+    mhd_run(userdata);
+    return 0;
+}
+
+void server_schedule_mhd(struct server *s)
+{
+    if (s->mhd_defer)
+        sd_event_source_set_enabled(s->mhd_defer, SD_EVENT_ONESHOT);
+}
+
+/* Re-arms the MHD timer from MHD_get_timeout(). MHD's timeouts are idle timeouts counted in
+ * seconds, so the timer gets a coarse accuracy, and it is not reprogrammed for a deadline that
+ * moved by less than that (each reprogramming is a timerfd_settime()). */
+static void mhd_rearm(struct server *s)
+{
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    uint64_t deadline, accuracy;
+
+    if (!s->mhd)
+        return;
+    if (MHD_get_timeout(s->mhd, &ms) != MHD_YES) {
+        if (s->mhd_deadline != 0) {
+            sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_OFF);
+            s->mhd_deadline = 0;
+        }
+        return;
+    }
+    if (ms == 0) {
+        server_schedule_mhd(s);
+        return;
+    }
+    accuracy = ms >= 1000 ? 250 * USEC_PER_MSEC : USEC_PER_MSEC;
+    deadline = now_usec() + ms * USEC_PER_MSEC;
+    if (s->mhd_deadline != 0 && deadline >= s->mhd_deadline &&
+        deadline - s->mhd_deadline < accuracy)
+        return;
+    s->mhd_deadline = deadline;
+    sd_event_source_set_time(s->mhd_timer, deadline);
+    sd_event_source_set_time_accuracy(s->mhd_timer, accuracy);
+    sd_event_source_set_enabled(s->mhd_timer, SD_EVENT_ONESHOT);
+}
+
+/* curl: finished transfers. */
+static void curl_check_done(struct server *s)
+{
+    CURLMsg *m;
+    int left;
+
+    while ((m = curl_multi_info_read(s->multi, &left))) {
+        struct request *req = NULL;
+
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&req);
+        if (req)
+            proxy_upstream_done(req, m->data.result);
+    }
+}
+
+static void curl_action(struct server *s, curl_socket_t fd, int mask)
+{
+    int running = 0;
+
+    curl_multi_socket_action(s->multi, fd, mask, &running);
+    curl_check_done(s);
+}
+
+static int on_curl_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+    int mask = 0;
+
+    if (revents & EPOLLIN)
+        mask |= CURL_CSELECT_IN;
+    if (revents & EPOLLOUT)
+        mask |= CURL_CSELECT_OUT;
+    if (revents & (EPOLLERR | EPOLLHUP))
+        mask |= CURL_CSELECT_ERR;
+    curl_action(userdata, fd, mask);
+    return 0;
+}
+
+static int on_curl_timer(sd_event_source *src, uint64_t usec, void *userdata)
+{
+    curl_action(userdata, CURL_SOCKET_TIMEOUT, 0);
+    return 0;
+}
+
+static int on_curl_defer(sd_event_source *src, void *userdata)
+{
+    curl_action(userdata, CURL_SOCKET_TIMEOUT, 0);
+    return 0;
+}
+
+static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct server *s = userp;
+    sd_event_source *src = socketp;
+    uint32_t events = 0;
+    int r;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (src) {
+            sd_event_source_disable_unref(src);
+            curl_multi_assign(s->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (what & CURL_POLL_IN)
+        events |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        events |= EPOLLOUT;
+
+    if (src) {
+        r = sd_event_source_set_io_events(src, events);
+        if (r >= 0)
+            r = sd_event_source_set_enabled(src, SD_EVENT_ON);
+    } else {
+        r = sd_event_add_io(s->event, &src, fd, events, on_curl_io, s);
+        if (r >= 0)
+            curl_multi_assign(s->multi, fd, src);
+    }
+    if (r < 0)
+        log_warning_errno(r, "Failed to watch upstream socket %d: %m", fd);
+    return 0;
+}
+
+static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct server *s = userp;
+
+    if (timeout_ms < 0) {
+        sd_event_source_set_enabled(s->curl_timer, SD_EVENT_OFF);
+        return 0;
+    }
+    if (timeout_ms == 0) {
+        sd_event_source_set_enabled(s->curl_defer, SD_EVENT_ONESHOT);
+        return 0;
+    }
+    sd_event_source_set_time(s->curl_timer, now_usec() + (uint64_t)timeout_ms * USEC_PER_MSEC);
+    sd_event_source_set_enabled(s->curl_timer, SD_EVENT_ONESHOT);
+    return 0;
+}
+
+CURL *server_easy_get(struct server *s)
+{
+    if (s->n_easy_pool > 0) {
+        CURL *e = s->easy_pool[--s->n_easy_pool];
+        curl_easy_reset(e);
+        return e;
+    }
+    return curl_easy_init();
+}
+
+void server_easy_put(struct server *s, CURL *e)
+{
+    if (!e)
+        return;
+    if (s->n_easy_pool < EASY_POOL_MAX)
+        s->easy_pool[s->n_easy_pool++] = e;
+    else
+        curl_easy_cleanup(e);
+}
+
+static int on_sweep(sd_event_source *src, uint64_t usec, void *userdata)
+{
+    struct server *s = userdata;
+
+    proxy_sweep(s, now_usec());
+    sd_event_source_set_time(src, usec + SWEEP_INTERVAL_USEC);
+    sd_event_source_set_enabled(src, SD_EVENT_ON);
+    return 0;
+}
+
+static void server_maybe_exit(struct server *s)
+{
+    if (s->draining && s->n_requests == 0) {
+        log_info("All requests finished, exiting.");
+        sd_event_exit(s->event, 0);
+    }
+}
+
+void server_request_gone(struct server *s)
+{
+    if (s->draining)
+        server_maybe_exit(s);
+}
+
+static int on_drain_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+{
+    struct server *s = userdata;
+
+    if (!s->drain_forced) {
+        log_warning("Drain timeout reached with %zu requests in flight, ending them.",
+                    s->n_requests);
+        s->drain_forced = true;
+        proxy_abort_all(s);
+        /* Give the ended requests two seconds to deliver their error to the client. */
+        sd_event_source_set_time(src, usec + 2 * USEC_PER_SEC);
+        sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+        server_maybe_exit(s);
+        return 0;
+    }
+    log_warning("%zu requests still open after the drain, exiting anyway.", s->n_requests);
+    sd_event_exit(s->event, 0);
+    return 0;
+}
+
+int server_drain(struct server *s)
+{
+    int r;
+
+    if (s->draining)
+        return 0;
+    s->draining = true;
+    (void)sd_notify(false, "STOPPING=1\nSTATUS=Draining in-flight requests");
+    log_info("Stopping: no new connections, draining %zu in-flight requests (up to %llu s).",
+             s->n_requests, (unsigned long long)(s->cfg->drain_timeout / USEC_PER_SEC));
+
+    /* MHD hands the listening socket back; closing it makes new connections fail at once. */
+    if (s->mhd) {
+        MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+        s->listen_fd = -1;
+    }
+    r = sd_event_add_time_relative(s->event, &s->drain_timer, CLOCK_MONOTONIC,
+                                   s->cfg->drain_timeout, 100 * USEC_PER_MSEC, on_drain_timeout, s);
+    if (r < 0)
+        return log_error_errno(r, "Failed to arm the drain timer: %m");
+    server_maybe_exit(s);
+    return 0;
+}
+
+static int on_signal(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+{
+    struct server *s = userdata;
+
+    if (si->ssi_signo == SIGHUP) {
+        log_notice("SIGHUP received; reloading the configuration is not supported yet, ignored.");
+        return 0;
+    }
+    if (s->draining) {
+        log_notice("Second stop signal, exiting without waiting for the drain.");
+        sd_event_exit(s->event, 0);
+        return 0;
+    }
+    return server_drain(s);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    size_t n;
+
+    vsnprintf(line, sizeof line, fmt, ap);
+    n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    log_debug("libmicrohttpd: %s", line);
+}
+
+/* Parses the listen address; only numeric IPv4 and IPv6 literals are accepted. */
+static int listen_address(const char *addr, uint16_t port, struct sockaddr_storage *ss,
+                          socklen_t *len, bool *loopback)
+{
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    char tmp[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(addr);
+
+    memset(ss, 0, sizeof(*ss));
+    if (strcmp(addr, "localhost") == 0)
+        addr = "127.0.0.1";
+    if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        *len = sizeof(*in4);
+        *loopback = (ntohl(in4->sin_addr.s_addr) >> 24) == 127;
+        return 0;
+    }
+    if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']' && n - 2 < sizeof tmp) {
+        memcpy(tmp, addr + 1, n - 2);
+        tmp[n - 2] = '\0';
+        addr = tmp;
+    }
+    if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        *len = sizeof(*in6);
+        *loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static int server_listen(struct server *s)
+{
+    struct sockaddr_storage ss, bound;
+    socklen_t len, blen = sizeof bound;
+    _cleanup_close_ int fd = -1;
+    bool loopback = false;
+    int one = 1;
+
+    if (listen_address(s->cfg->listen, (uint16_t)s->cfg->port, &ss, &len, &loopback) < 0)
+        return log_error_errno(-EINVAL,
+                               "Invalid listen address '%s': expected an IPv4 or IPv6 "
+                               "address such as 127.0.0.1 or ::1.",
+                               s->cfg->listen);
+    if (!loopback && !s->cfg->allow_unauthenticated)
+        return log_error_errno(-EPERM,
+                               "Refusing to listen on non-loopback address '%s': anyone who can "
+                               "reach it could spend your credits. Team mode with member keys "
+                               "needs dualroute-authd; pass --allow-unauthenticated to accept "
+                               "every client anyway.",
+                               s->cfg->listen);
+
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return log_error_errno(-errno, "Failed to create the listening socket: %m");
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+        return log_error_errno(-errno, "Failed to bind %s port %lld: %m", s->cfg->listen,
+                               (long long)s->cfg->port);
+    if (listen(fd, 1024) < 0)
+        return log_error_errno(-errno, "Failed to listen: %m");
+    if (getsockname(fd, (struct sockaddr *)&bound, &blen) < 0)
+        return log_error_errno(-errno, "Failed to read the bound port: %m");
+    s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    s->listen_fd = TAKE_FD(fd);
+    return 0;
+}
+
+/* Raises the soft fd limit to the hard limit: 1,000 open streams need about 2,000 fds. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int server_start(struct server *s)
+{
+    const union MHD_DaemonInfo *info;
+    int r;
+
+    raise_nofile();
+    r = server_listen(s);
+    if (r < 0)
+        return r;
+
+    s->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, proxy_access,
+        s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_URI_LOG_CALLBACK, proxy_uri_log, s,
+        MHD_OPTION_NOTIFY_COMPLETED, proxy_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+        proxy_connection, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)s->cfg->max_header_size,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(s->cfg->client_idle_timeout / USEC_PER_SEC),
+        MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_END);
+    if (!s->mhd)
+        return log_error_errno(-EIO, "Failed to start the HTTP server (libmicrohttpd).");
+
+    info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info)
+        return log_error_errno(-EIO, "libmicrohttpd has no epoll fd.");
+    r = sd_event_add_io(s->event, &s->mhd_io, info->epoll_fd, EPOLLIN, on_mhd_io, s);
+    if (r < 0)
+        return log_error_errno(r, "Failed to watch the HTTP server: %m");
+    r = sd_event_add_time(s->event, &s->mhd_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_mhd_timer, s);
+    if (r < 0)
+        return log_error_errno(r, "Failed to add the HTTP timer: %m");
+    r = sd_event_add_defer(s->event, &s->mhd_defer, on_mhd_defer, s);
+    if (r < 0)
+        return log_error_errno(r, "Failed to add the HTTP defer source: %m");
+    sd_event_source_set_enabled(s->mhd_defer, SD_EVENT_OFF);
+    r = sd_event_add_time_relative(s->event, &s->sweep, CLOCK_MONOTONIC, SWEEP_INTERVAL_USEC,
+                                   50 * USEC_PER_MSEC, on_sweep, s);
+    if (r < 0)
+        return log_error_errno(r, "Failed to add the sweep timer: %m");
+    sd_event_source_set_enabled(s->sweep, SD_EVENT_ON);
+    mhd_rearm(s);
+
+    log_notice("dualroute-routerd %s listening on http://%s%s%s:%u (upstream %s)",
+               DUALROUTE_VERSION, strchr(s->cfg->listen, ':') ? "[" : "", s->cfg->listen,
+               strchr(s->cfg->listen, ':') ? "]" : "", s->port, s->upstream_base);
+    (void)sd_notifyf(false, "READY=1\nSTATUS=Listening on %s port %u", s->cfg->listen, s->port);
+    return 0;
+}
+
+/* Checks the upstream URL: https anywhere, plain http to a loopback host only (tests). The client
+ * never chooses it. */
+static int upstream_parse(struct server *s, const char *url)
+{
+    _cleanup_free_ char *scheme = NULL, *host = NULL;
+    CURLU *u;
+    size_t n;
+    int r = 0;
+
+    u = curl_url();
+    if (!u)
+        return -ENOMEM;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+        r = -EINVAL;
+    curl_url_cleanup(u);
+    if (r < 0)
+        return log_error_errno(r, "Invalid upstream URL '%s'.", url);
+    if (strcmp(scheme, "http") == 0) {
+        if (!startswith(host, "127.") && strcmp(host, "localhost") != 0 &&
+            strcmp(host, "[::1]") != 0)
+            return log_error_errno(-EPERM,
+                                   "Upstream '%s' uses plain http to a non-loopback host; use "
+                                   "https.",
+                                   url);
+        s->upstream_plain_http = true;
+    } else if (strcmp(scheme, "https") != 0)
+        return log_error_errno(-EPROTONOSUPPORT, "Upstream '%s' must be an https URL.", url);
+
+    s->upstream_base = strdup(url);
+    if (!s->upstream_base)
+        return -ENOMEM;
+    n = strlen(s->upstream_base);
+    while (n > 0 && s->upstream_base[n - 1] == '/')
+        s->upstream_base[--n] = '\0';
+    return 0;
+}
+
+int server_new(sd_event *e, const struct router_config *cfg, struct secret *api_key,
+               struct server **ret)
+{
+    _cleanup_(server_freep) struct server *s = NULL;
+    sigset_t mask;
+    int r;
+
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        secret_free(api_key);
+        return -ENOMEM;
+    }
+    s->event = sd_event_ref(e);
+    s->cfg = cfg;
+    s->listen_fd = -1;
+    s->api_key = api_key;
+    r = random_bytes(&s->id_seed, sizeof s->id_seed);
+    if (r < 0)
+        return r;
+
+    r = upstream_parse(s, cfg->upstream);
+    if (r < 0)
+        return r;
+
+    s->multi = curl_multi_init();
+    if (!s->multi)
+        return -ENOMEM;
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
+    curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)MIN(cfg->max_connections, 4096));
+
+    r = sd_event_add_time(e, &s->curl_timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_curl_timer, s);
+    if (r < 0)
+        return r;
+    sd_event_source_set_enabled(s->curl_timer, SD_EVENT_OFF);
+    r = sd_event_add_defer(e, &s->curl_defer, on_curl_defer, s);
+    if (r < 0)
+        return r;
+    sd_event_source_set_enabled(s->curl_defer, SD_EVENT_OFF);
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    r = sd_event_add_signal(e, &s->sig_term, SIGTERM, on_signal, s);
+    if (r >= 0)
+        r = sd_event_add_signal(e, &s->sig_int, SIGINT, on_signal, s);
+    if (r >= 0)
+        r = sd_event_add_signal(e, &s->sig_hup, SIGHUP, on_signal, s);
+    if (r < 0)
+        return r;
+
+    *ret = TAKE_PTR(s);
+    return 0;
+}
+
+struct server *server_free(struct server *s)
+{
+    if (!s)
+        return NULL;
+
+    /* A suspended connection must be resumed before MHD_stop_daemon(); proxy_abort_all() ends the
+     * upstream transfers and resumes every request. */
+    proxy_abort_all(s);
+    if (s->mhd) {
+        MHD_run(s->mhd);
+        MHD_stop_daemon(s->mhd);
+    }
+    s->mhd_io = sd_event_source_disable_unref(s->mhd_io);
+    s->mhd_timer = sd_event_source_disable_unref(s->mhd_timer);
+    s->mhd_defer = sd_event_source_disable_unref(s->mhd_defer);
+    s->sweep = sd_event_source_disable_unref(s->sweep);
+    s->drain_timer = sd_event_source_disable_unref(s->drain_timer);
+    s->sig_term = sd_event_source_disable_unref(s->sig_term);
+    s->sig_int = sd_event_source_disable_unref(s->sig_int);
+    s->sig_hup = sd_event_source_disable_unref(s->sig_hup);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+
+    for (size_t i = 0; i < s->n_easy_pool; i++)
+        curl_easy_cleanup(s->easy_pool[i]);
+    if (s->multi)
+        curl_multi_cleanup(s->multi);
+    s->curl_timer = sd_event_source_disable_unref(s->curl_timer);
+    s->curl_defer = sd_event_source_disable_unref(s->curl_defer);
+
+    secret_free(s->api_key);
+    free(s->upstream_base);
+    sd_event_unref(s->event);
+    return mfree(s);
+}

@@ -1,0 +1,72 @@
+/* server.h: routerd's event loop: one sd-event loop holding libmicrohttpd (epoll mode, suspend and
+ * resume), the curl multi handle (socket and timer callbacks), a sweep timer and the signals. */
+#pragma once
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "macro.h"
+
+struct request;
+struct secret;
+struct client_conn;
+
+#define EASY_POOL_MAX 256
+
+struct server {
+    sd_event *event;
+    const struct router_config *cfg;
+
+    struct MHD_Daemon *mhd;
+    int listen_fd;
+    uint16_t port;
+    sd_event_source *mhd_io, *mhd_timer, *mhd_defer;
+    uint64_t mhd_deadline;
+
+    CURLM *multi;
+    sd_event_source *curl_timer, *curl_defer;
+    CURL *easy_pool[EASY_POOL_MAX];
+    size_t n_easy_pool;
+
+    sd_event_source *sweep, *sig_term, *sig_int, *sig_hup, *drain_timer;
+
+    struct secret *api_key;
+    char *upstream_base; /* scheme://host[:port][/prefix], no trailing slash */
+    bool upstream_plain_http;
+
+    struct request *requests; /* every live request, for the sweep and the drain */
+    size_t n_requests;
+    struct client_conn *conns; /* every open client connection */
+    size_t n_conns;
+
+    uint64_t id_seed, id_counter;
+    bool draining;
+    bool drain_forced;
+};
+
+/* Creates the server; steals api_key (may be NULL: clients must then bring their own key). */
+int server_new(sd_event *e, const struct router_config *cfg, struct secret *api_key,
+               struct server **ret);
+struct server *server_free(struct server *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct server *, server_free);
+
+/* Binds the listening socket, starts MHD in the loop, tells systemd READY=1. */
+int server_start(struct server *s);
+/* Stops accepting, lets requests finish up to drain_timeout, then exits the loop. */
+int server_drain(struct server *s);
+
+/* Asks for an MHD_run() from a defer source: after a resume, and never from inside a curl
+ * callback (MHD would call the access handler, which may call curl_multi_add_handle). */
+void server_schedule_mhd(struct server *s);
+/* Called by proxy.c when a request ends, so a drain can finish. */
+void server_request_gone(struct server *s);
+
+/* A reset easy handle from the pool, or a new one. NULL on allocation failure. */
+CURL *server_easy_get(struct server *s);
+/* Returns a handle (already removed from the multi) to the pool. */
+void server_easy_put(struct server *s, CURL *e);
