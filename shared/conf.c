@@ -106,8 +106,10 @@ static int conf_store(const struct conf_key *k, void *cfg, const char *value,
         return 0;
     }
     case CONF_STRING: {
-        char *s = strdup(value), **p = field(cfg, k);
-        if (!s)
+        /* An empty value means "unset", as it prints in conf_dump(). */
+        char *s = NULL, **p = field(cfg, k);
+
+        if (*value && !(s = strdup(value)))
             return conf_error(err, 0, -ENOMEM, "out of memory");
         free(*p);
         *p = s;
@@ -295,6 +297,7 @@ void conf_dump(const struct conf_table *t, const void *cfg, FILE *f)
         const struct conf_key *k = &t->keys[i];
 
         conf_format_value(k, cfg, v, sizeof v);
-        fprintf(f, "# %s (default: %s)\n%s = %s\n", k->help, k->def ? k->def : "unset", k->name, v);
+        fprintf(f, "# %s (default: %s)\n%s%s = %s\n", k->help, k->def ? k->def : "unset",
+                k->type == CONF_STRING && !*(char *const *)cfield(cfg, k) ? "#" : "", k->name, v);
     }
 }

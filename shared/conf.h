@@ -58,7 +58,8 @@ int conf_parse_buffer(const struct conf_table *t, void *cfg, const char *data, s
  * path treats as "built-in defaults". */
 int conf_load_file(const struct conf_table *t, void *cfg, const char *path,
                    struct parse_error *reterr);
-/* Writes every key as "key = value", each preceded by its help line, in table order. */
+/* Writes every key as "key = value", each preceded by its help line, in table order; an unset
+ * string key is written commented out ("#key = "). */
 void conf_dump(const struct conf_table *t, const void *cfg, FILE *f);
 /* The text form of one key's current value into out (at least 64 bytes, strings truncated). */
 void conf_format_value(const struct conf_key *k, const void *cfg, char *out, size_t outlen);
