@@ -239,7 +239,6 @@ static void request_fail_midstream(struct request *req, const char *message)
         return;
     }
     body = error_body_new(API_FORMAT_ANTHROPIC, 500, "api_error", message, NULL, NULL, req->id);
-    req->out.max = 0; /* the error event is small; always room for it */
     if (!body || buf_append_str(&req->out, "event: error\ndata: ") < 0 ||
         buf_append_str(&req->out, body) < 0 || buf_append_str(&req->out, "\n\n") < 0)
         req->upstream_failed = true;
@@ -352,8 +351,8 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *userd
         long code = 0;
 
         curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
-        if (code >= 100 && code < 200)
-            return len;
+        if ((code >= 100 && code < 200) || req->responded)
+            return len; /* an interim response, or the end of trailers */
         req->upstream_status = (unsigned)code;
         req->headers_done = true;
         req->t_first_byte = req->t_last_byte = now_usec();

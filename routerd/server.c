@@ -423,6 +423,7 @@ int server_start(struct server *s)
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_END);
     if (!s->mhd)
         return log_error_errno(-EIO, "Failed to start the HTTP server (libmicrohttpd).");
+    s->listen_fd = -1; /* MHD owns the listening socket now and closes it when it stops */
 
     info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (!info)
