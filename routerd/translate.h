@@ -1,0 +1,104 @@
+/* translate.h: OpenAI Chat Completions <-> Anthropic Messages. Pure functions: JSON in, JSON out,
+ * no IO, no globals, no logging (golden tests in tests/translate rely on that). The rules are
+ * TRANSLATION.md's, sections (a) and (b); each function's comment names what it covers. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "usage.h"
+
+/* What the translator needs to know about the target model: from the upstream's GET /v1/models
+ * capabilities when known, else from the static family table. */
+struct model_info {
+    char id[128];
+    int64_t max_output_tokens;  /* 0: unknown */
+    bool thinking_adaptive;     /* thinking {type: adaptive} accepted */
+    bool thinking_enabled;      /* thinking {type: enabled, budget_tokens} accepted */
+    bool thinking_default_on;   /* the model thinks unless told otherwise */
+    bool thinking_can_disable;  /* {type: disabled} accepted */
+    bool structured_outputs;    /* output_config.format and strict tools */
+    bool rejects_sampling;      /* non-default temperature/top_p/top_k are a 400 */
+    bool sampling_exclusive;    /* temperature XOR top_p (the 4.5 family) */
+    bool effort;                /* output_config.effort accepted */
+    bool effort_xhigh;
+    bool effort_max;
+    bool prefill_rejected;      /* a trailing assistant turn is a 400 */
+};
+
+/* Fills info for id from the static per-family table (TRANSLATION.md 2.6); unknown ids get
+ * conservative defaults (no thinking, no structured outputs, max_output_tokens 0). */
+void model_info_from_table(const char *id, struct model_info *ret);
+/* Overrides what a GET /v1/models item (borrowed) states: max_tokens, capabilities. */
+void model_info_merge_json(struct model_info *info, const json_t *item);
+
+struct translate_options {
+    int64_t nonstream_max_tokens_cap; /* default max_tokens cap for non-streaming requests */
+    int64_t unknown_model_max_tokens; /* default max_tokens when the model's maximum is unknown */
+    bool strict_tool_arguments;       /* invalid JSON tool arguments: 400 instead of {} */
+    bool auto_cache;                  /* add top-level cache_control: {type: ephemeral} */
+    bool overloaded_as_503;           /* 529 -> 503 */
+};
+
+#define TRANSLATE_OPTIONS_DEFAULT                                                                  \
+    ((struct translate_options){.nonstream_max_tokens_cap = 16384,                                \
+                                .unknown_model_max_tokens = 8192,                                 \
+                                .auto_cache = false})
+
+/* A request the router refuses (400 before any upstream call), OpenAI-shaped by the caller. */
+struct translate_error {
+    unsigned status;
+    char param[128];   /* "messages[3].tool_calls[0].function.arguments"; "" for null */
+    char code[64];     /* "" for null */
+    char message[256];
+};
+
+/* What the response side needs to know about the request. */
+struct translate_context {
+    char model[128];       /* the model the client asked for: echoed in every response */
+    int64_t created;       /* unix seconds when the request arrived */
+    bool stream;
+    bool include_usage;    /* stream_options.include_usage */
+    bool legacy_functions; /* the request used functions/function_call */
+    char json_tool[64];    /* forced-tool JSON mode: this tool's input is the content; "" if off */
+};
+
+/* Translates an OpenAI chat.completion request (borrowed) for model (borrowed). On success returns
+ * 0, *ret_out a new reference to the Anthropic Messages body (model included; "stream": true only
+ * when streaming) and fills *ret_ctx (whose created and model the caller may preset: created is
+ * kept when non-zero). On a request the router refuses returns -EINVAL and fills *reterr. */
+int translate_request(const json_t *in, const struct model_info *model,
+                      const struct translate_options *opt, json_t **ret_out,
+                      struct translate_context *ret_ctx, struct translate_error *reterr);
+
+/* Translates a complete Anthropic Message (borrowed) into a chat.completion: returns a new
+ * reference, or NULL when msg is not a Message. Fills *ret_usage when not NULL. */
+json_t *translate_response(const json_t *msg, const struct translate_context *ctx,
+                           struct usage *ret_usage);
+
+/* An OpenAI error body {"error":{message,type,param,code}} for an upstream error answer: status
+ * and body (borrowed; NULL or not Anthropic-shaped is fine: message falls back to fallback).
+ * Returns a new reference; *ret_status gets the status to send (529 may become 503). */
+json_t *translate_error(unsigned status, const json_t *upstream_body, const char *fallback,
+                        const struct translate_options *opt, unsigned *ret_status);
+
+/* The streaming state machine: Anthropic SSE bytes in (split anywhere, UTF-8 included),
+ * "data: {chat.completion.chunk}\n\n" bytes out, then "data: [DONE]\n\n"; a mid-stream error
+ * becomes "data: {"error":{...}}\n\n" with no finish chunk and no [DONE]. */
+struct chunk_stream;
+
+int chunk_stream_new(const struct translate_context *ctx, struct chunk_stream **ret);
+struct chunk_stream *chunk_stream_free(struct chunk_stream *s);
+/* Consumes n bytes of upstream SSE, appends client bytes to out. Returns 0 or -ENOMEM/-ENOBUFS. */
+int chunk_stream_feed(struct chunk_stream *s, const char *p, size_t n, struct buf *out);
+/* The upstream ended: ok false means the transfer failed (error_message says why). Appends the
+ * finish chunk, the usage chunk and [DONE] after a complete stream, or the error chunk after an
+ * incomplete one. Idempotent. */
+int chunk_stream_finish(struct chunk_stream *s, bool ok, const char *error_message,
+                        struct buf *out);
+/* True once [DONE] or an error chunk was emitted. */
+bool chunk_stream_done(const struct chunk_stream *s);
+/* Usage as far as the stream has told (input side from message_start, output cumulative). */
+const struct usage *chunk_stream_usage(const struct chunk_stream *s);
