@@ -100,9 +100,13 @@ char *redact_credentials(const char *p, size_t n)
             continue;
         }
 
-        for (size_t i = 0; i < ELEMENTSOF(prefixes) && !prev_key_char; i++) {
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++) {
             const char *q;
 
+            /* An Anthropic key is redacted wherever it starts; the other prefixes are common
+             * inside words ("hdr-", "Bearer" in prose) and count only at a word start. */
+            if (prev_key_char && i > 0)
+                continue;
             k = strlen(prefixes[i]);
             if ((size_t)(end - p) <= k || memcmp(p, prefixes[i], k) != 0)
                 continue;

@@ -22,6 +22,10 @@ TEST(prefixed_keys)
     ASSERT_STREQ(r, want);
     free(r);
 
+    r = redact("glued:xsk-ant-api03-gluedgluedglued");
+    ASSERT_TRUE(strstr(r, "gluedgluedglued") == NULL);
+    free(r);
+
     r = redact("Authorization: Bearer abcdefghijklmnop");
     ASSERT_TRUE(strstr(r, "abcdefghijklmnop") == NULL);
     free(r);
