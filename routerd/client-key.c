@@ -4,11 +4,10 @@
  * from API keys here and refused by the caller. Member keys (dr-...) are recognised so that a later
  * team mode can look them up; in single-user mode, keys that are neither are ignored, as the SDK
  * examples that send "not-used" expect. */
-#include "client-key.h"
-
 #include <string.h>
 #include <strings.h>
 
+#include "client-key.h"
 #include "macro.h"
 #include "util.h"
 

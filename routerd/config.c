@@ -4,14 +4,13 @@
  * --dump-config prints it, and each command-line option is a conf_set() of a key. The command
  * line is read twice: once to find --config (and the informational options), then, after the
  * file and the environment have been applied, for real, so the command line wins. */
-#include "config.h"
-
 #include <getopt.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "macro.h"
 
 static const char *const log_mode_names[] = {"quiet", "minimal", "normal", "verbose", NULL};

@@ -4,12 +4,12 @@
  * Which shape a request gets is decided once, when it is routed (struct request.format): the
  * Anthropic paths get Anthropic errors, /v1/chat/completions gets OpenAI errors, and shared paths
  * follow the presence of an anthropic-version header. */
-#include "http-error.h"
-
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "http-error.h"
 #include "macro.h"
 #include "proxy.h"
 

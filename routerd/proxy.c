@@ -13,18 +13,18 @@
  * A suspended connection is invisible to MHD, so the sweep watches its socket for a hang-up and
  * enforces the first-byte and stall timeouts. Every exit path ends in proxy_completed(), the one
  * place that logs the request and frees it. */
-#include "proxy.h"
-
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <jansson.h>
+
 #include "log.h"
+#include "proxy.h"
 #include "reqlog.h"
 #include "secret.h"
 #include "server.h"

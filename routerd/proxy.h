@@ -2,11 +2,11 @@
  * authentication, the upstream transfer, and the relay of its answer. */
 #pragma once
 
-#include <microhttpd.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <curl/curl.h>
+#include <microhttpd.h>
 #include <systemd/sd-event.h>
 
 #include "buf.h"

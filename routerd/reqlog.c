@@ -5,8 +5,6 @@
  * normal prints the request, its outcome and its tokens; verbose adds the bodies; quiet prints
  * only failures. Bodies pass through redact_credentials() and header values are never printed, so
  * no key reaches a log; a key shows as its fingerprint. */
-#include "reqlog.h"
-
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +13,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "redact.h"
+#include "reqlog.h"
 #include "secret.h"
 #include "server.h"
 #include "util.h"

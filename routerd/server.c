@@ -10,8 +10,6 @@
  * A sweep timer runs twice a second for the timeouts that neither library can enforce on a
  * suspended connection, and for the hang-up watches (proxy_sweep()). SIGTERM starts a drain:
  * MHD stops accepting, in-flight requests finish up to drain_timeout, then the loop exits. */
-#include "server.h"
-
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -26,6 +24,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "secret.h"
+#include "server.h"
 #include "util.h"
 
 #define SWEEP_INTERVAL_USEC (500 * USEC_PER_MSEC)

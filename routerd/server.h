@@ -2,11 +2,11 @@
  * resume), the curl multi handle (socket and timer callbacks), a sweep timer and the signals. */
 #pragma once
 
-#include <microhttpd.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <curl/curl.h>
+#include <microhttpd.h>
 #include <systemd/sd-event.h>
 
 #include "config.h"

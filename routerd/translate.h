@@ -3,9 +3,10 @@
  * TRANSLATION.md's, sections (a) and (b); each function's comment names what it covers. */
 #pragma once
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "buf.h"
 #include "usage.h"
@@ -14,18 +15,18 @@
  * capabilities when known, else from the static family table. */
 struct model_info {
     char id[128];
-    int64_t max_output_tokens;  /* 0: unknown */
-    bool thinking_adaptive;     /* thinking {type: adaptive} accepted */
-    bool thinking_enabled;      /* thinking {type: enabled, budget_tokens} accepted */
-    bool thinking_default_on;   /* the model thinks unless told otherwise */
-    bool thinking_can_disable;  /* {type: disabled} accepted */
-    bool structured_outputs;    /* output_config.format and strict tools */
-    bool rejects_sampling;      /* non-default temperature/top_p/top_k are a 400 */
-    bool sampling_exclusive;    /* temperature XOR top_p (the 4.5 family) */
-    bool effort;                /* output_config.effort accepted */
+    int64_t max_output_tokens; /* 0: unknown */
+    bool thinking_adaptive;    /* thinking {type: adaptive} accepted */
+    bool thinking_enabled;     /* thinking {type: enabled, budget_tokens} accepted */
+    bool thinking_default_on;  /* the model thinks unless told otherwise */
+    bool thinking_can_disable; /* {type: disabled} accepted */
+    bool structured_outputs;   /* output_config.format and strict tools */
+    bool rejects_sampling;     /* non-default temperature/top_p/top_k are a 400 */
+    bool sampling_exclusive;   /* temperature XOR top_p (the 4.5 family) */
+    bool effort;               /* output_config.effort accepted */
     bool effort_xhigh;
     bool effort_max;
-    bool prefill_rejected;      /* a trailing assistant turn is a 400 */
+    bool prefill_rejected; /* a trailing assistant turn is a 400 */
 };
 
 /* Fills info for id from the static per-family table (TRANSLATION.md 2.6); unknown ids get
@@ -43,22 +44,21 @@ struct translate_options {
 };
 
 #define TRANSLATE_OPTIONS_DEFAULT                                                                  \
-    ((struct translate_options){.nonstream_max_tokens_cap = 16384,                                \
-                                .unknown_model_max_tokens = 8192,                                 \
-                                .auto_cache = false})
+    ((struct translate_options){                                                                   \
+        .nonstream_max_tokens_cap = 16384, .unknown_model_max_tokens = 8192, .auto_cache = false})
 
 /* A request the router refuses (400 before any upstream call), OpenAI-shaped by the caller. */
 struct translate_error {
     unsigned status;
-    char param[128];   /* "messages[3].tool_calls[0].function.arguments"; "" for null */
-    char code[64];     /* "" for null */
+    char param[128]; /* "messages[3].tool_calls[0].function.arguments"; "" for null */
+    char code[64];   /* "" for null */
     char message[256];
 };
 
 /* What the response side needs to know about the request. */
 struct translate_context {
-    char model[128];       /* the model the client asked for: echoed in every response */
-    int64_t created;       /* unix seconds when the request arrived */
+    char model[128]; /* the model the client asked for: echoed in every response */
+    int64_t created; /* unix seconds when the request arrived */
     bool stream;
     bool include_usage;    /* stream_options.include_usage */
     bool legacy_functions; /* the request used functions/function_call */

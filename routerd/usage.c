@@ -6,13 +6,13 @@
  * "\n". Only three event types carry what we need, so other events cost a memchr per line and no
  * JSON parsing. message_start carries input and cache figures (and output so far), message_delta
  * the cumulative output count and the stop reason. */
-#include "usage.h"
-
 #include <errno.h>
-#include <jansson.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "macro.h"
+#include "usage.h"
 
 void sse_scanner_init(struct sse_scanner *s)
 {

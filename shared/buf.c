@@ -2,12 +2,12 @@
  *
  * Growth doubles the capacity (starting at 256 bytes) but never past the ceiling plus one byte for
  * the terminating NUL, so a 32 MiB body limit really is 32 MiB of memory at most. */
-#include "buf.h"
-
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "buf.h"
 
 static size_t buf_ceiling(const struct buf *b)
 {

@@ -4,8 +4,6 @@
  * line in a daemon's table. Files are "key = value" per line; lines longer than 4 KiB, unknown
  * keys, repeated '=' forms that do not parse and out-of-range values are errors reported with the
  * line number, never silently ignored. */
-#include "conf.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -17,6 +15,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "conf.h"
 #include "macro.h"
 #include "util.h"
 

@@ -4,8 +4,6 @@
  * Under systemd (JOURNAL_STREAM set and naming stderr) the line carries the syslog priority as a
  * "<N>" prefix, which journald parses; on a terminal it carries a wall-clock timestamp instead.
  * Nothing here knows about secrets: callers print secret_fp(), never a secret. */
-#include "log.h"
-
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +12,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "log.h"
 
 static int log_max_level = LOG_INFO;
 static int log_journal = -1; /* -1: not decided yet */

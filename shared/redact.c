@@ -5,8 +5,6 @@
  * (JSON "name": "value", or a header "name: value"), the value is replaced whatever it looks
  * like. The replacement keeps a fingerprint so two log lines about the same key can be matched,
  * which is the one thing an operator needs from it. */
-#include "redact.h"
-
 #include <ctype.h>
 #include <stdbool.h>
 #include <string.h>
@@ -14,6 +12,7 @@
 
 #include "buf.h"
 #include "macro.h"
+#include "redact.h"
 #include "secret.h"
 
 static bool key_char(char c)

@@ -4,8 +4,6 @@
  * fingerprint is a prefix of the SHA-256 (OpenSSL's EVP), enough to tell keys apart in logs and
  * far too short to help anyone recover one. Comparisons go through memeq_consttime(), whose time
  * depends only on the length. */
-#include "secret.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,6 +14,8 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+
+#include "secret.h"
 
 struct secret *secret_new(const char *p, size_t n)
 {

@@ -2,8 +2,6 @@
  *
  * Parsers accept exactly the documented forms and nothing else: no trailing garbage, no negative
  * sizes, no overflow (each returns -ERANGE rather than wrap). */
-#include "util.h"
-
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -14,6 +12,7 @@
 #include <time.h>
 
 #include "macro.h"
+#include "util.h"
 
 static int parse_u64_prefix(const char *s, uint64_t *ret, const char **rest)
 {

@@ -146,7 +146,9 @@ static void run_stream(const char *dir, const json_t *cs, const struct translate
             FAIL("stream not done after finish");
         got = sse_events(out.data ? out.data : "", out.len);
         snprintf(what, sizeof what, "stream fed in %s pieces",
-                 pieces[i] == 0 ? "whole" : pieces[i] == 1 ? "1-byte" : "7-byte");
+                 pieces[i] == 0   ? "whole"
+                 : pieces[i] == 1 ? "1-byte"
+                                  : "7-byte");
         expect_equal(what, got, want);
         json_decref(got);
         buf_free(&out, false);
@@ -205,8 +207,7 @@ int main(int argc, char **argv)
         int r = translate_request(in, &model, &opt, &out, &ctx, &err);
 
         if (want_err) {
-            const char *contains =
-                json_string_value(json_object_get(want_err, "message_contains"));
+            const char *contains = json_string_value(json_object_get(want_err, "message_contains"));
             const char *param = json_string_value(json_object_get(want_err, "param"));
 
             if (r >= 0)
