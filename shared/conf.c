@@ -72,10 +72,10 @@ static int conf_store(const struct conf_key *k, void *cfg, const char *value,
     case CONF_INT: {
         int64_t v;
         r = parse_int64(value, &v);
-        if (r < 0)
+        if (r < 0 && r != -ERANGE)
             return conf_error(err, 0, -EINVAL, "'%s' expects an integer, not '%.40s'", k->name,
                               value);
-        if (v < (int64_t)k->min || v > (int64_t)k->max)
+        if (r == -ERANGE || v < (int64_t)k->min || v > (int64_t)k->max)
             return conf_error(err, 0, -ERANGE, "'%s' must be between %" PRId64 " and %" PRId64,
                               k->name, (int64_t)k->min, (int64_t)k->max);
         *(int64_t *)field(cfg, k) = v;
@@ -88,10 +88,10 @@ static int conf_store(const struct conf_key *k, void *cfg, const char *value,
         bool size = k->type == CONF_SIZE;
 
         r = size ? parse_size(value, &v) : parse_duration(value, &v);
-        if (r < 0)
+        if (r < 0 && r != -ERANGE)
             return conf_error(err, 0, -EINVAL, "'%s' expects a %s, not '%.40s'", k->name,
                               size ? "size such as 32M" : "duration such as 30s", value);
-        if (v < k->min || v > k->max) {
+        if (r == -ERANGE || v < k->min || v > k->max) {
             if (size) {
                 format_size(k->min, lo);
                 format_size(k->max, hi);
@@ -108,6 +108,10 @@ static int conf_store(const struct conf_key *k, void *cfg, const char *value,
         /* An empty value means "unset", as it prints in conf_dump(). */
         char *s = NULL, **p = field(cfg, k);
 
+        for (const char *c = value; *c; c++)
+            if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
+                return conf_error(err, 0, -EINVAL, "'%s' has a control character in its value",
+                                  k->name);
         if (*value && !(s = strdup(value)))
             return conf_error(err, 0, -ENOMEM, "out of memory");
         free(*p);
@@ -296,7 +300,13 @@ void conf_dump(const struct conf_table *t, const void *cfg, FILE *f)
         const struct conf_key *k = &t->keys[i];
 
         conf_format_value(k, cfg, v, sizeof v);
-        fprintf(f, "# %s (default: %s)\n%s%s = %s\n", k->help, k->def ? k->def : "unset",
-                k->type == CONF_STRING && !*(char *const *)cfield(cfg, k) ? "#" : "", k->name, v);
+        fprintf(f, "# %s (default: %s)\n", k->help ? k->help : k->name, k->def ? k->def : "unset");
+        if (k->type != CONF_STRING)
+            fprintf(f, "%s = %s\n", k->name, v);
+        else if (!*(char *const *)cfield(cfg, k) && !k->def)
+            fprintf(f, "#%s = \n", k->name); /* unset, and unset by default */
+        else
+            /* Quoted, so that padding and quotes survive; "" reads back as unset. */
+            fprintf(f, "%s = \"%s\"\n", k->name, v);
     }
 }

@@ -41,7 +41,8 @@ struct parse_error {
     int line, column;
 };
 
-/* Sets every key to its default. Returns 0 or -ENOMEM. */
+/* Sets every key to its default. cfg must start zeroed (string fields NULL): it frees a string
+ * field it overwrites. Returns 0 or -ENOMEM. */
 int conf_init(const struct conf_table *t, void *cfg);
 /* Frees the strings the config owns. */
 void conf_done(const struct conf_table *t, void *cfg);
@@ -58,8 +59,9 @@ int conf_parse_buffer(const struct conf_table *t, void *cfg, const char *data, s
  * path treats as "built-in defaults". */
 int conf_load_file(const struct conf_table *t, void *cfg, const char *path,
                    struct parse_error *reterr);
-/* Writes every key as "key = value", each preceded by its help line, in table order; an unset
- * string key is written commented out ("#key = "). */
+/* Writes every key as "key = value", each preceded by its help line, in table order. Strings are
+ * quoted ("" for unset); a string key that is unset with no default is written commented out.
+ * The output reads back to the same values. */
 void conf_dump(const struct conf_table *t, const void *cfg, FILE *f);
 /* The text form of one key's current value into out (at least 64 bytes, strings truncated). */
 void conf_format_value(const struct conf_key *k, const void *cfg, char *out, size_t outlen);

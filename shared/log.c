@@ -59,8 +59,6 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 
     if (error < 0)
         error = -error;
-    if (error != 0)
-        errno = error;
 
     if (log_is_journal())
         n = (size_t)snprintf(buf, sizeof buf, "<%d>", level & LOG_PRIMASK);
@@ -73,6 +71,9 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         n = strftime(buf, sizeof buf, "[%H:%M:%S] ", &tm);
     }
 
+    /* Set errno for %m only now: localtime_r() may change it (loading the time zone). */
+    if (error != 0)
+        errno = error;
     va_start(ap, format);
     int k = vsnprintf(buf + n, sizeof buf - n - 1, format, ap);
     va_end(ap);

@@ -160,19 +160,26 @@ int secret_from_env(const char *name, struct secret **ret)
     const char *p;
     size_t n;
 
+    struct secret *sec = NULL;
+
     if (!v || !*v)
         return -ENOENT;
     p = v;
     n = strlen(v);
     trim_span(&p, &n);
-    if (n == 0)
-        return -ENOENT;
-    *ret = secret_new(p, n);
+    if (n > 0)
+        sec = secret_new(p, n);
     /* getenv() returns the environ string itself; wiping it removes the value from
-     * /proc/PID/environ, which shows the original environment block. */
+     * /proc/PID/environ, which shows the original environment block. Done whatever the value
+     * was, so a failed read leaves nothing behind either. */
     explicit_bzero(v, strlen(v));
     unsetenv(name);
-    return *ret ? 0 : -ENOMEM;
+    if (n == 0)
+        return -ENOENT;
+    if (!sec)
+        return -ENOMEM;
+    *ret = sec;
+    return 0;
 }
 
 int random_bytes(void *p, size_t n)

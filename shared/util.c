@@ -210,8 +210,12 @@ char *strdup_trim(const char *s)
 
 bool utf8_is_valid(const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    const unsigned char *p, *end;
 
+    if (n == 0)
+        return true;
+    p = (const unsigned char *)s;
+    end = p + n;
     while (p < end) {
         unsigned c = *p;
         size_t k;
