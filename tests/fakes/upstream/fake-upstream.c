@@ -1,0 +1,1615 @@
+/* fake-upstream.c: a fake Anthropic API for integration tests and benchmarks.
+ *
+ * It serves POST /v1/messages (a JSON Message, or an SSE stream when the body asks for
+ * "stream": true), POST /v1/messages/count_tokens, GET /v1/models and GET /v1/models/{id} over
+ * plain HTTP on loopback, with the real API's x-api-key check, error shape and request-id header.
+ * Once listening it prints "PORT=<n>" on stdout; it runs until SIGTERM or SIGINT.
+ *
+ * Tests steer it with scripts. A script is a JSON object that shapes one reply: its status,
+ * headers, body or SSE chunks, and delays, an abrupt cut or a hang. A reply follows the "fake"
+ * object of its POST body if there is one, else the oldest script queued through
+ * POST /_fake/queue, else the built-in default. A script with neither "body" nor "chunks" keeps the
+ * default body (or, for a status of 400 and up, gets an Anthropic error body for that status), so
+ * {"first_byte_delay_ms": 500} or {"cut_after": 5} shape the default reply. Every API request is
+ * recorded (method, raw URI with its query, headers, body, how it ended) in a ring of the last
+ * 2000, read back with GET /_fake/requests; GET /_fake/stats counts TCP connections, so a test can
+ * prove that a client reuses them. Nothing under /_fake/ is recorded or counted as a request.
+ *
+ * libmicrohttpd runs a thread per connection, so a reply may block. A delay or a hang is a poll()
+ * on the connection's socket for POLLRDHUP, which wakes as soon as the client goes away, plus a
+ * pipe that main() writes at shutdown so no wait outlives the daemon. Waits before the status line
+ * happen in the access handler, before the response is queued; waits between chunks happen in the
+ * content reader, which libmicrohttpd calls once per chunk after it has sent the headers.
+ *
+ * The default replies are built once at start-up, so a benchmark measures the router rather than
+ * the fake: a request costs a JSON parse of its body and a couple of small copies (the model and a
+ * message id are echoed). --no-record skips the recording as well.
+ *
+ * State shared between connections (the script queue, the record ring, the counters) sits behind
+ * one mutex. It is not a real API: no TLS, no validation of request bodies beyond "is it a JSON
+ * object", no pagination of /v1/models, no rate limits. */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "macro.h"
+#include "util.h"
+
+#define BODY_MAX ((size_t)64 * 1024 * 1024)
+#define RECORDS_MAX 2000
+#define WAIT_CAP_MS ((uint64_t)10 * 60 * 1000)
+#define CONNECTION_LIMIT 4000
+#define THREAD_STACK_SIZE ((size_t)1024 * 1024)
+#define READER_BLOCK_SIZE ((size_t)16 * 1024)
+#define INVALID_API_KEY "sk-ant-api03-invalid"
+#define DEFAULT_MODEL "claude-sonnet-4-5"
+#define CONTENT_TYPE_JSON "application/json"
+#define CONTENT_TYPE_SSE "text/event-stream"
+
+static const char *arg_listen = "127.0.0.1";
+static uint16_t arg_port = 0;
+static bool arg_record = true;
+static bool arg_verbose = false;
+
+/* The default stream's text, one content_block_delta each; the default Message carries them
+ * joined, so a test can compare the two. */
+static const char *const default_text[] = {
+    "Sure! Here is a short",      " overview of how an",        " HTTP router for language",
+    " model APIs can work.",      " Each incoming request",     " is parsed, checked",
+    " against its credentials,",  " and translated into the",   " wire format that the",
+    " chosen upstream expects.",  " Streaming replies are",     " relayed as server-sent",
+    " events, one event at a",    " time, so the client sees",  " tokens as soon as they",
+    " arrive. Errors from the",   " upstream are mapped to",    " the error shape the client",
+    " understands, and retries",  " honour retry-after. Idle",  " upstream connections are",
+    " kept alive and reused, so", " most requests skip a TLS",  " handshake. Limits on body",
+    " size, header size and",     " time keep one slow client", " from starving the rest.",
+    " Every request is logged",   " with its request id so it", " can be traced later.",
+};
+#define SSE_DELTAS ELEMENTSOF(default_text)
+/* message_start, ping, content_block_start, the deltas, content_block_stop, message_delta,
+ * message_stop. */
+#define SSE_EVENTS (SSE_DELTAS + 6)
+
+struct model_info {
+    const char *id, *display_name, *created_at;
+};
+
+static const struct model_info models[] = {
+    {"claude-opus-4-7", "Claude Opus 4.7", "2026-01-15T00:00:00Z"},
+    {"claude-sonnet-4-5", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"},
+    {"claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"},
+};
+
+/* One write of a reply body: libmicrohttpd sends it as one HTTP chunk (or, with a known length,
+ * as the next bytes of the body). */
+struct chunk {
+    const char *data; /* borrowed: static, from struct server, or owned by the request */
+    size_t len;
+    uint64_t delay_ms; /* waited before the first byte of this chunk */
+};
+
+struct reply {
+    unsigned status;
+    const char *content_type; /* default when the script's headers don't set one */
+    const json_t *headers;    /* a script's extra headers, borrowed, or NULL */
+    bool chunked;             /* no Content-Length; each chunk goes out as an HTTP chunk */
+    bool data_static;         /* chunk data outlives the daemon, so a buffer reply needn't copy */
+    struct chunk *chunks;     /* owned by the request */
+    size_t n_chunks;
+    uint64_t first_byte_delay_ms;
+    bool hang;
+    int64_t cut_after;  /* close the connection after this many chunks; -1: never */
+    int64_t hang_after; /* stop after this many chunks until the client leaves; -1: never */
+};
+
+/* A parsed script. Everything in it is borrowed from the script's JSON. */
+struct script {
+    unsigned status; /* 0: unset */
+    const json_t *headers, *body, *chunks;
+    uint64_t first_byte_delay_ms;
+    bool hang;
+    int64_t cut_after, hang_after;
+};
+
+struct server {
+    struct MHD_Daemon *daemon;
+    int stop_pipe[2]; /* written once at shutdown; waits poll the read end */
+
+    pthread_mutex_t lock;
+    /* Guarded by lock. */
+    json_t *records[RECORDS_MAX]; /* a ring: the oldest is records[records_first] */
+    size_t records_first, n_records;
+    json_t *queue; /* an array of scripts, oldest first */
+    uint64_t n_requests, open_connections, connections_total;
+
+    /* Built by server_precompute(), read-only while the daemon runs. */
+    char *message_suffix; /* the default Message after its model */
+    size_t message_suffix_len;
+    char *sse_events[SSE_EVENTS]; /* [0] (message_start) is built per request */
+    size_t sse_events_len[SSE_EVENTS];
+    char *models_list;
+    size_t models_list_len;
+    char *model_items[ELEMENTSOF(models)];
+    size_t model_items_len[ELEMENTSOF(models)];
+};
+
+/* Per-request state, created by on_uri() and freed by on_completed(). Only the connection's
+ * thread touches it. */
+struct request {
+    struct server *server;
+    struct MHD_Connection *connection;
+    char *uri; /* the raw request target, query included */
+    char method[16];
+    double received_at_ms;
+    bool started;
+    bool control; /* under /_fake/ */
+    uint64_t id;  /* the request counter; 0 for control requests */
+    struct buf body;
+    bool too_large;
+
+    json_t *record; /* a reference to this request's record; NULL when not recording */
+    bool body_recorded;
+    bool ended; /* the record's "ended" is set */
+    bool server_abort;
+
+    json_t *script;  /* a reference; chunk data may point into it */
+    char *generated; /* a body or first SSE event built for this request */
+    struct reply reply;
+    size_t chunk_index, chunk_offset;
+    bool chunk_waited;
+};
+
+enum wait_result {
+    WAIT_TIMEOUT,
+    WAIT_CLIENT_GONE,
+    WAIT_STOPPING,
+};
+
+static double now_ms(void)
+{
+    return (double)now_realtime_usec() / 1000.0;
+}
+
+static void server_lock(struct server *s)
+{
+    pthread_mutex_lock(&s->lock);
+}
+
+static void server_unlock(struct server *s)
+{
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void buf_done(struct buf *b)
+{
+    buf_free(b, false);
+}
+
+/* Returns a new malloc()ed, NUL-terminated base64 encoding of data, or NULL. */
+static char *base64_encode(const void *data, size_t n)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = data;
+    char *out, *o;
+    size_t i;
+
+    if (n > (SIZE_MAX - 1) / 4 * 3 - 2)
+        return NULL;
+    out = malloc((n + 2) / 3 * 4 + 1);
+    if (!out)
+        return NULL;
+    o = out;
+    for (i = 0; i + 2 < n; i += 3) {
+        *o++ = alphabet[p[i] >> 2];
+        *o++ = alphabet[((p[i] & 0x03) << 4) | (p[i + 1] >> 4)];
+        *o++ = alphabet[((p[i + 1] & 0x0f) << 2) | (p[i + 2] >> 6)];
+        *o++ = alphabet[p[i + 2] & 0x3f];
+    }
+    if (i < n) {
+        *o++ = alphabet[p[i] >> 2];
+        if (i + 1 < n) {
+            *o++ = alphabet[((p[i] & 0x03) << 4) | (p[i + 1] >> 4)];
+            *o++ = alphabet[(p[i + 1] & 0x0f) << 2];
+        } else {
+            *o++ = alphabet[(p[i] & 0x03) << 4];
+            *o++ = '=';
+        }
+        *o++ = '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Returns a new JSON string holding s: as is when it is UTF-8, else read as ISO-8859-1, which is
+ * how HTTP has always treated header bytes over 0x7f. NULL only when out of memory. */
+static json_t *json_string_lenient(const char *s)
+{
+    _cleanup_free_ char *u = NULL;
+    json_t *j;
+    size_t n, k = 0;
+
+    j = json_string(s);
+    if (j)
+        return j;
+    n = strlen(s);
+    u = malloc(2 * n + 1);
+    if (!u)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c < 0x80) {
+            u[k++] = (char)c;
+        } else {
+            u[k++] = (char)(0xc0 | (c >> 6));
+            u[k++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    return json_stringn(u, k);
+}
+
+/* Serializes j compactly; JSON_ENCODE_ANY lets a bare string or number through. Returns a new
+ * malloc()ed string or NULL. */
+static char *json_dump_compact(const json_t *j)
+{
+    return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* Start-up: builds the default replies. Returns 0 or -ENOMEM. */
+static int server_precompute(struct server *s)
+{
+    static const char delta_prefix[] = "event: content_block_delta\ndata: ";
+    static const char *const fixed_events[] = {
+        "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+        "event: content_block_start\ndata: "
+        "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\","
+        "\"text\":\"\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\ndata: "
+        "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\","
+        "\"stop_sequence\":null},\"usage\":{\"output_tokens\":19}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    };
+    _cleanup_(buf_done) struct buf text = BUF_INIT(0), b = BUF_INIT(0);
+    json_auto_t *list = NULL;
+    _cleanup_free_ char *text_json = NULL;
+    size_t e = 1;
+    int r;
+
+    /* ping and content_block_start, then the deltas, then the three closing events. */
+    for (size_t i = 0; i < 2; i++) {
+        s->sse_events[e] = strdup(fixed_events[i]);
+        if (!s->sse_events[e])
+            return -ENOMEM;
+        s->sse_events_len[e++] = strlen(fixed_events[i]);
+    }
+    for (size_t i = 0; i < SSE_DELTAS; i++) {
+        json_auto_t *delta = NULL;
+        _cleanup_free_ char *data = NULL;
+
+        delta = json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", 0,
+                          "delta", "type", "text_delta", "text", default_text[i]);
+        if (!delta)
+            return -ENOMEM;
+        data = json_dump_compact(delta);
+        if (!data)
+            return -ENOMEM;
+        buf_clear(&b);
+        if (buf_append_str(&b, delta_prefix) < 0 || buf_append_str(&b, data) < 0 ||
+            buf_append_str(&b, "\n\n") < 0 || buf_append_str(&text, default_text[i]) < 0)
+            return -ENOMEM;
+        s->sse_events_len[e] = b.len;
+        s->sse_events[e++] = buf_steal(&b);
+    }
+    for (size_t i = 2; i < ELEMENTSOF(fixed_events); i++) {
+        s->sse_events[e] = strdup(fixed_events[i]);
+        if (!s->sse_events[e])
+            return -ENOMEM;
+        s->sse_events_len[e++] = strlen(fixed_events[i]);
+    }
+    assert(e == SSE_EVENTS);
+
+    {
+        json_auto_t *t = json_stringn(text.data, text.len);
+
+        text_json = t ? json_dump_compact(t) : NULL;
+    }
+    if (!text_json)
+        return -ENOMEM;
+    buf_clear(&b);
+    r = buf_append_str(&b, ",\"content\":[{\"type\":\"text\",\"text\":");
+    if (r >= 0)
+        r = buf_append_str(&b, text_json);
+    if (r >= 0)
+        r = buf_append_str(&b, "}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,"
+                               "\"usage\":{\"input_tokens\":28,\"output_tokens\":19,"
+                               "\"cache_creation_input_tokens\":0,"
+                               "\"cache_read_input_tokens\":0}}");
+    if (r < 0)
+        return -ENOMEM;
+    s->message_suffix_len = b.len;
+    s->message_suffix = buf_steal(&b);
+
+    list = json_array();
+    if (!list)
+        return -ENOMEM;
+    for (size_t i = 0; i < ELEMENTSOF(models); i++) {
+        json_t *item =
+            json_pack("{s:s,s:s,s:s,s:s}", "type", "model", "id", models[i].id, "display_name",
+                      models[i].display_name, "created_at", models[i].created_at);
+
+        if (json_array_append_new(list, item) < 0)
+            return -ENOMEM;
+        s->model_items[i] = json_dump_compact(item);
+        if (!s->model_items[i])
+            return -ENOMEM;
+        s->model_items_len[i] = strlen(s->model_items[i]);
+    }
+    {
+        json_auto_t *page = json_pack("{s:O,s:b,s:s,s:s}", "data", list, "has_more", 0, "first_id",
+                                      models[0].id, "last_id", models[ELEMENTSOF(models) - 1].id);
+
+        s->models_list = page ? json_dump_compact(page) : NULL;
+    }
+    if (!s->models_list)
+        return -ENOMEM;
+    s->models_list_len = strlen(s->models_list);
+    return 0;
+}
+
+static struct server *server_free(struct server *s)
+{
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < s->n_records; i++)
+        json_decref(s->records[(s->records_first + i) % RECORDS_MAX]);
+    json_decref(s->queue);
+    free(s->message_suffix);
+    for (size_t i = 0; i < SSE_EVENTS; i++)
+        free(s->sse_events[i]);
+    free(s->models_list);
+    for (size_t i = 0; i < ELEMENTSOF(models); i++)
+        free(s->model_items[i]);
+    safe_close(s->stop_pipe[0]);
+    safe_close(s->stop_pipe[1]);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct server *, server_free);
+
+static int server_new(struct server **ret)
+{
+    _cleanup_(server_freep) struct server *s = NULL;
+    int r;
+
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->stop_pipe[0] = s->stop_pipe[1] = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    if (pipe2(s->stop_pipe, O_CLOEXEC) < 0)
+        return -errno;
+    s->queue = json_array();
+    if (!s->queue)
+        return -ENOMEM;
+    r = server_precompute(s);
+    if (r < 0)
+        return r;
+    *ret = TAKE_PTR(s);
+    return 0;
+}
+
+/* Returns the oldest queued script (a new reference), or NULL when the queue is empty. */
+static json_t *server_queue_pop(struct server *s)
+{
+    json_t *script = NULL;
+
+    server_lock(s);
+    if (json_array_size(s->queue) > 0) {
+        script = json_incref(json_array_get(s->queue, 0));
+        json_array_remove(s->queue, 0);
+    }
+    server_unlock(s);
+    return script;
+}
+
+/* Stores a new record in the ring, dropping the oldest when it is full. Borrows rec: the ring
+ * takes its own reference. The caller holds the lock. */
+static void server_add_record_locked(struct server *s, json_t *rec)
+{
+    if (s->n_records == RECORDS_MAX) {
+        json_decref(s->records[s->records_first]);
+        s->records[s->records_first] = json_incref(rec);
+        s->records_first = (s->records_first + 1) % RECORDS_MAX;
+    } else {
+        s->records[(s->records_first + s->n_records) % RECORDS_MAX] = json_incref(rec);
+        s->n_records++;
+    }
+}
+
+static enum MHD_Result collect_header(void *cls, _unused_ enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    json_t *headers = cls;
+    _cleanup_free_ char *name = NULL;
+    json_t *v, *old;
+
+    name = strdup(key);
+    if (!name)
+        return MHD_NO;
+    for (char *p = name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    v = json_string_lenient(value ? value : "");
+    if (!v)
+        return MHD_NO;
+
+    /* A repeated header is joined the way HTTP allows: "a, b". */
+    old = json_object_get(headers, name);
+    if (old) {
+        _cleanup_(buf_done) struct buf b = BUF_INIT(0);
+        int r;
+
+        r = buf_append_str(&b, json_string_value(old));
+        if (r >= 0)
+            r = buf_append_str(&b, ", ");
+        if (r >= 0)
+            r = buf_append(&b, json_string_value(v), json_string_length(v));
+        json_decref(v);
+        if (r < 0)
+            return MHD_NO;
+        v = json_stringn(b.data, b.len);
+        if (!v)
+            return MHD_NO;
+    }
+    if (json_object_set_new(headers, name, v) < 0)
+        return MHD_NO;
+    return MHD_YES;
+}
+
+/* Numbers a new API request and, when recording, creates its record. The number and the ring
+ * slot are taken in one critical section, so the ring stays in id order. Returns 0 or -ENOMEM. */
+static int request_start(struct request *req)
+{
+    struct server *s = req->server;
+    json_auto_t *rec = NULL;
+
+    if (arg_record) {
+        json_t *headers;
+
+        rec = json_object();
+        if (!rec || json_object_set_new(rec, "id", json_integer(0)) < 0 ||
+            json_object_set_new(rec, "method", json_string_lenient(req->method)) < 0 ||
+            json_object_set_new(rec, "path", json_string_lenient(req->uri)) < 0 ||
+            json_object_set_new(rec, "headers", json_object()) < 0)
+            return -ENOMEM;
+        headers = json_object_get(rec, "headers");
+        if (MHD_get_connection_values(req->connection, MHD_HEADER_KIND, collect_header, headers) <
+                0 ||
+            json_object_set_new(rec, "body", json_null()) < 0 ||
+            json_object_set_new(rec, "received_at_ms", json_real(req->received_at_ms)) < 0 ||
+            json_object_set_new(rec, "status", json_null()) < 0 ||
+            json_object_set_new(rec, "ended", json_null()) < 0 ||
+            json_object_set_new(rec, "ended_at_ms", json_null()) < 0)
+            return -ENOMEM;
+    }
+
+    server_lock(s);
+    req->id = ++s->n_requests;
+    if (rec) {
+        json_object_set_new(rec, "id", json_integer((json_int_t)req->id));
+        server_add_record_locked(s, rec);
+    }
+    server_unlock(s);
+    req->record = TAKE_PTR(rec);
+    return 0;
+}
+
+/* Puts the body received so far into the record: as a string when it is UTF-8, else as
+ * body_base64. Done once, when the body is complete or the request ends without it. */
+static void request_record_body(struct request *req)
+{
+    json_t *body = NULL, *b64 = NULL;
+
+    if (!req->record || req->body_recorded)
+        return;
+    req->body_recorded = true;
+    if (!req->too_large) {
+        body = json_stringn(req->body.data ? req->body.data : "", req->body.len);
+        if (!body) {
+            _cleanup_free_ char *e = base64_encode(req->body.data, req->body.len);
+
+            b64 = e ? json_string(e) : NULL;
+        }
+    }
+    server_lock(req->server);
+    json_object_set_new(req->record, "body", body ? body : json_null());
+    if (b64)
+        json_object_set_new(req->record, "body_base64", b64);
+    if (req->too_large)
+        json_object_set_new(req->record, "body_too_large", json_true());
+    server_unlock(req->server);
+}
+
+static void request_record_status(struct request *req)
+{
+    if (!req->record)
+        return;
+    server_lock(req->server);
+    json_object_set_new(req->record, "status", json_integer(req->reply.status));
+    server_unlock(req->server);
+}
+
+/* Sets the record's "ended" (once: the first cause seen wins). */
+static void request_record_end(struct request *req, const char *how)
+{
+    if (!req->record || req->ended)
+        return;
+    req->ended = true;
+    server_lock(req->server);
+    json_object_set_new(req->record, "ended", json_string(how));
+    json_object_set_new(req->record, "ended_at_ms", json_real(now_ms()));
+    server_unlock(req->server);
+}
+
+static struct request *request_free(struct request *req)
+{
+    if (!req)
+        return NULL;
+    if (req->record) {
+        server_lock(req->server);
+        json_decref(req->record);
+        server_unlock(req->server);
+    }
+    json_decref(req->script);
+    free(req->generated);
+    free(req->reply.chunks);
+    buf_free(&req->body, false);
+    free(req->uri);
+    free(req);
+    return NULL;
+}
+
+/* Waits up to timeout_ms for the client to go away, without reading from it. Marks the record
+ * client_abort when it does. */
+static enum wait_result request_wait(struct request *req, uint64_t timeout_ms)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    uint64_t deadline = now_usec() + timeout_ms * USEC_PER_MSEC;
+    struct pollfd p[2] = {
+        /* POLLRDHUP alone: a pipelined next request (POLLIN) must not end the wait. */
+        {.fd = info ? info->connect_fd : -1, .events = POLLRDHUP},
+        {.fd = req->server->stop_pipe[0], .events = POLLIN},
+    };
+
+    for (;;) {
+        uint64_t now = now_usec();
+        int r;
+
+        if (now >= deadline)
+            return WAIT_TIMEOUT;
+        r = poll(p, ELEMENTSOF(p), (int)MIN((deadline - now + 999) / 1000, (uint64_t)INT_MAX));
+        if (r < 0 && errno != EINTR)
+            return WAIT_STOPPING;
+        if (r <= 0)
+            continue;
+        if (p[1].revents)
+            return WAIT_STOPPING;
+        if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+            request_record_end(req, "client_abort");
+            return WAIT_CLIENT_GONE;
+        }
+    }
+}
+
+/* The content reader of chunked and scripted replies: hands out the reply's chunks one per call,
+ * waiting before a chunk when it has a delay, and stops where cut_after or hang_after say. */
+static ssize_t request_read(void *cls, _unused_ uint64_t pos, char *out, size_t max)
+{
+    struct request *req = cls;
+    const struct reply *r = &req->reply;
+
+    for (;;) {
+        const struct chunk *c;
+        size_t n;
+
+        if (req->chunk_offset == 0) {
+            if (r->cut_after >= 0 && req->chunk_index >= (uint64_t)r->cut_after) {
+                req->server_abort = true;
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+            if (r->hang_after >= 0 && req->chunk_index >= (uint64_t)r->hang_after) {
+                (void)request_wait(req, WAIT_CAP_MS);
+                req->server_abort = true;
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+            if (req->chunk_index >= r->n_chunks)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+            c = &r->chunks[req->chunk_index];
+            if (!req->chunk_waited && c->delay_ms > 0) {
+                req->chunk_waited = true;
+                if (request_wait(req, c->delay_ms) != WAIT_TIMEOUT)
+                    return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+            /* Returning 0 would make libmicrohttpd spin, so an empty chunk is skipped here. */
+            if (c->len == 0) {
+                req->chunk_index++;
+                req->chunk_waited = false;
+                continue;
+            }
+        }
+
+        c = &r->chunks[req->chunk_index];
+        n = MIN(max, c->len - req->chunk_offset);
+        memcpy(out, c->data + req->chunk_offset, n);
+        req->chunk_offset += n;
+        if (req->chunk_offset == c->len) {
+            req->chunk_index++;
+            req->chunk_offset = 0;
+            req->chunk_waited = false;
+        }
+        return (ssize_t)n;
+    }
+}
+
+/* Makes the reply a single chunk. Borrows data: it must live as long as the request (or the
+ * daemon, when is_static). */
+static int reply_set_body(struct reply *r, const char *data, size_t len, bool is_static)
+{
+    free(r->chunks);
+    r->chunks = calloc(1, sizeof(struct chunk));
+    if (!r->chunks)
+        return -ENOMEM;
+    r->chunks[0] = (struct chunk){.data = data, .len = len};
+    r->n_chunks = 1;
+    r->chunked = false;
+    r->data_static = is_static;
+    return 0;
+}
+
+static const char *error_type_for_status(unsigned status)
+{
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 529:
+        return "overloaded_error";
+    default:
+        return status >= 500 ? "api_error" : "invalid_request_error";
+    }
+}
+
+static const char *error_message_for_status(unsigned status)
+{
+    switch (status) {
+    case 401:
+        return "invalid x-api-key";
+    case 403:
+        return "Your API key does not have permission to use the specified resource.";
+    case 404:
+        return "Not found";
+    case 413:
+        return "Request exceeds the maximum allowed number of bytes.";
+    case 429:
+        return "Number of requests has exceeded your rate limit.";
+    case 500:
+        return "Internal server error";
+    case 529:
+        return "Overloaded";
+    default:
+        return status >= 500 ? "Internal server error" : "Invalid request";
+    }
+}
+
+/* Makes the reply an Anthropic error: {"type":"error","error":{"type":..,"message":..},
+ * "request_id":..}. Returns 0 or -ENOMEM. */
+static int request_set_error(struct request *req, unsigned status, const char *message)
+{
+    char request_id[48];
+    json_auto_t *j = NULL;
+
+    snprintf(request_id, sizeof(request_id), "req_fake_%" PRIu64, req->id);
+    j = json_pack("{s:s,s:{s:s,s:o},s:s}", "type", "error", "error", "type",
+                  error_type_for_status(status), "message",
+                  json_string_lenient(message ? message : error_message_for_status(status)),
+                  "request_id", request_id);
+    if (!j)
+        return -ENOMEM;
+    free(req->generated);
+    req->generated = json_dump_compact(j);
+    if (!req->generated)
+        return -ENOMEM;
+    req->reply.status = status;
+    req->reply.content_type = CONTENT_TYPE_JSON;
+    return reply_set_body(&req->reply, req->generated, strlen(req->generated), false);
+}
+
+/* Adds the script's headers, then content-type and request-id unless the script set them. */
+static int request_add_headers(struct request *req, struct MHD_Response *resp)
+{
+    json_t *headers = (json_t *)req->reply.headers;
+    char request_id[48];
+
+    for (void *it = json_object_iter(headers); it; it = json_object_iter_next(headers, it))
+        if (MHD_add_response_header(resp, json_object_iter_key(it),
+                                    json_string_value(json_object_iter_value(it))) != MHD_YES)
+            return -EINVAL;
+    if (req->reply.content_type && !MHD_get_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE) &&
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply.content_type) !=
+            MHD_YES)
+        return -ENOMEM;
+    snprintf(request_id, sizeof(request_id), "req_fake_%" PRIu64, req->id);
+    if (!req->control && !MHD_get_response_header(resp, "request-id") &&
+        MHD_add_response_header(resp, "request-id", request_id) != MHD_YES)
+        return -ENOMEM;
+    return 0;
+}
+
+/* Sends req->reply: waits out first_byte_delay_ms (or hangs), then queues the response. A plain
+ * body goes out as a buffer; anything with chunks, a cut or a hang goes through request_read(). */
+static enum MHD_Result request_send(struct request *req)
+{
+    struct reply *r = &req->reply;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    int k;
+
+    if (r->hang || r->first_byte_delay_ms > 0) {
+        enum wait_result w = request_wait(req, r->hang ? WAIT_CAP_MS : r->first_byte_delay_ms);
+
+        if (r->hang || w != WAIT_TIMEOUT)
+            return MHD_NO;
+    }
+
+    if (!r->chunked && r->cut_after < 0 && r->hang_after < 0 && r->n_chunks <= 1) {
+        const char *data = r->n_chunks ? r->chunks[0].data : "";
+        size_t len = r->n_chunks ? r->chunks[0].len : 0;
+
+        resp = MHD_create_response_from_buffer(
+            len, (void *)data, r->data_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_COPY);
+    } else {
+        uint64_t size = MHD_SIZE_UNKNOWN;
+
+        if (!r->chunked) {
+            size = 0;
+            for (size_t i = 0; i < r->n_chunks; i++)
+                size += r->chunks[i].len;
+        }
+        resp = MHD_create_response_from_callback(size, READER_BLOCK_SIZE, request_read, req, NULL);
+    }
+    if (!resp)
+        return MHD_NO;
+
+    k = request_add_headers(req, resp);
+    if (k < 0) {
+        MHD_destroy_response(resp);
+        if (k != -EINVAL || !r->headers)
+            return MHD_NO;
+        /* libmicrohttpd refused one of the script's headers (Content-Length, say). */
+        r->headers = NULL;
+        r->first_byte_delay_ms = 0;
+        r->cut_after = r->hang_after = -1;
+        if (request_set_error(req, 400, "fake: libmicrohttpd refused one of the headers") < 0)
+            return MHD_NO;
+        return request_send(req);
+    }
+
+    request_record_status(req);
+    log_debug("%s '%s' -> %u", req->method, req->uri, r->status);
+    ret = MHD_queue_response(req->connection, r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result request_send_error(struct request *req, unsigned status, const char *message)
+{
+    if (request_set_error(req, status, message) < 0)
+        return MHD_NO;
+    return request_send(req);
+}
+
+static bool header_name_valid(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return false;
+    return true;
+}
+
+static int script_get_uint(const json_t *script, const char *key, uint64_t max, uint64_t *ret,
+                           char *err, size_t errlen)
+{
+    const json_t *v = json_object_get(script, key);
+
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max) {
+        snprintf(err, errlen, "'%s' must be an integer from 0 to %" PRIu64, key, max);
+        return -EINVAL;
+    }
+    *ret = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+/* Checks a script and reads it into *ret, which borrows from j. On failure returns -EINVAL and
+ * says why in err. */
+static int script_parse(const json_t *j, struct script *ret, char *err, size_t errlen)
+{
+    static const char *const known[] = {
+        "status",    "headers",    "body", "chunks", "first_byte_delay_ms",
+        "cut_after", "hang_after", "hang",
+    };
+    struct script sc = {.cut_after = -1, .hang_after = -1};
+    const char *key;
+    const json_t *v;
+    uint64_t u;
+    size_t i;
+
+    if (!json_is_object(j)) {
+        snprintf(err, errlen, "a script must be a JSON object");
+        return -EINVAL;
+    }
+    for (void *it = json_object_iter((json_t *)j); it;
+         it = json_object_iter_next((json_t *)j, it)) {
+        bool found = false;
+
+        key = json_object_iter_key(it);
+        for (i = 0; i < ELEMENTSOF(known) && !found; i++)
+            found = streq(key, known[i]);
+        if (!found) {
+            snprintf(err, errlen, "unknown field '%.60s'", key);
+            return -EINVAL;
+        }
+    }
+
+    u = 0;
+    if (script_get_uint(j, "status", 599, &u, err, errlen) < 0)
+        return -EINVAL;
+    if (json_object_get(j, "status") && u < 200) {
+        snprintf(err, errlen, "'status' must be an integer from 200 to 599");
+        return -EINVAL;
+    }
+    sc.status = (unsigned)u;
+
+    sc.headers = json_object_get(j, "headers");
+    if (sc.headers) {
+        if (!json_is_object(sc.headers)) {
+            snprintf(err, errlen, "'headers' must be an object of strings");
+            return -EINVAL;
+        }
+        for (void *it = json_object_iter((json_t *)sc.headers); it;
+             it = json_object_iter_next((json_t *)sc.headers, it)) {
+            key = json_object_iter_key(it);
+            v = json_object_iter_value(it);
+            if (!header_name_valid(key)) {
+                snprintf(err, errlen, "header name '%.60s' is not a token", key);
+                return -EINVAL;
+            }
+            if (!json_is_string(v) || strpbrk(json_string_value(v), "\r\n") ||
+                strlen(json_string_value(v)) != json_string_length(v)) {
+                snprintf(err, errlen, "header '%.60s' must be a string without CR, LF or NUL", key);
+                return -EINVAL;
+            }
+        }
+    }
+
+    sc.body = json_object_get(j, "body");
+    sc.chunks = json_object_get(j, "chunks");
+    if (sc.body && sc.chunks) {
+        snprintf(err, errlen, "'body' and 'chunks' exclude each other");
+        return -EINVAL;
+    }
+    if (sc.chunks) {
+        if (!json_is_array(sc.chunks)) {
+            snprintf(err, errlen, "'chunks' must be an array");
+            return -EINVAL;
+        }
+        for (i = 0; i < json_array_size(sc.chunks); i++) {
+            const json_t *data, *delay;
+
+            v = json_array_get(sc.chunks, i);
+            data = json_object_get(v, "data");
+            delay = json_object_get(v, "delay_ms");
+            if (json_is_string(v))
+                continue;
+            if (!json_is_object(v) || !json_is_string(data) ||
+                json_object_size(v) != 1 + (delay != NULL) ||
+                (delay && (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
+                           (uint64_t)json_integer_value(delay) > WAIT_CAP_MS))) {
+                snprintf(err, errlen,
+                         "chunk %zu must be a string or {\"data\": string, \"delay_ms\": int}", i);
+                return -EINVAL;
+            }
+        }
+    }
+
+    if (script_get_uint(j, "first_byte_delay_ms", WAIT_CAP_MS, &sc.first_byte_delay_ms, err,
+                        errlen) < 0)
+        return -EINVAL;
+    u = UINT64_MAX;
+    if (script_get_uint(j, "cut_after", INT32_MAX, &u, err, errlen) < 0)
+        return -EINVAL;
+    sc.cut_after = u == UINT64_MAX ? -1 : (int64_t)u;
+    u = UINT64_MAX;
+    if (script_get_uint(j, "hang_after", INT32_MAX, &u, err, errlen) < 0)
+        return -EINVAL;
+    sc.hang_after = u == UINT64_MAX ? -1 : (int64_t)u;
+    v = json_object_get(j, "hang");
+    if (v && !json_is_boolean(v)) {
+        snprintf(err, errlen, "'hang' must be true or false");
+        return -EINVAL;
+    }
+    sc.hang = json_is_true(v);
+
+    *ret = sc;
+    return 0;
+}
+
+/* Builds the reply's content from a script's "body" or "chunks". Chunk data is borrowed from the
+ * script, which req->script keeps alive. */
+static int request_set_script_content(struct request *req, const struct script *sc)
+{
+    struct reply *r = &req->reply;
+
+    r->status = 200;
+    r->content_type = CONTENT_TYPE_JSON;
+    if (sc->body) {
+        if (json_is_string(sc->body))
+            return reply_set_body(r, json_string_value(sc->body), json_string_length(sc->body),
+                                  false);
+        free(req->generated);
+        req->generated = json_dump_compact(sc->body);
+        if (!req->generated)
+            return -ENOMEM;
+        return reply_set_body(r, req->generated, strlen(req->generated), false);
+    }
+
+    free(r->chunks);
+    r->n_chunks = json_array_size(sc->chunks);
+    r->chunks = calloc(MAX(r->n_chunks, (size_t)1), sizeof(struct chunk));
+    if (!r->chunks)
+        return -ENOMEM;
+    for (size_t i = 0; i < r->n_chunks; i++) {
+        const json_t *item = json_array_get(sc->chunks, i);
+        const json_t *data = json_is_string(item) ? item : json_object_get(item, "data");
+        const json_t *delay = json_object_get(item, "delay_ms");
+
+        r->chunks[i] = (struct chunk){
+            .data = json_string_value(data),
+            .len = json_string_length(data),
+            .delay_ms = delay ? (uint64_t)json_integer_value(delay) : 0,
+        };
+    }
+    r->chunked = true;
+    r->content_type = CONTENT_TYPE_SSE;
+    return 0;
+}
+
+/* The default non-streaming Message. model_json is the request's model, serialized. */
+static int request_set_default_message(struct request *req, const char *model_json)
+{
+    struct server *s = req->server;
+    char head[96];
+    _cleanup_(buf_done) struct buf b = BUF_INIT(0);
+
+    snprintf(head, sizeof(head), "{\"id\":\"msg_fake_%" PRIu64 "\"", req->id);
+    if (buf_reserve(&b, strlen(head) + 64 + strlen(model_json) + s->message_suffix_len) < 0 ||
+        buf_append_str(&b, head) < 0 ||
+        buf_append_str(&b, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":") < 0 ||
+        buf_append_str(&b, model_json) < 0 ||
+        buf_append(&b, s->message_suffix, s->message_suffix_len) < 0)
+        return -ENOMEM;
+    free(req->generated);
+    req->generated = buf_steal(&b);
+    req->reply.status = 200;
+    req->reply.content_type = CONTENT_TYPE_JSON;
+    return reply_set_body(&req->reply, req->generated, strlen(req->generated), false);
+}
+
+/* The default stream: a message_start built for this request (model_json is its model,
+ * serialized), then the precomputed events. */
+static int request_set_default_stream(struct request *req, const char *model_json)
+{
+    struct server *s = req->server;
+    struct reply *r = &req->reply;
+    char head[128];
+    _cleanup_(buf_done) struct buf b = BUF_INIT(0);
+
+    snprintf(head, sizeof(head),
+             "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
+             "{\"id\":\"msg_fake_%" PRIu64 "\"",
+             req->id);
+    if (buf_append_str(&b, head) < 0 ||
+        buf_append_str(&b, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":") < 0 ||
+        buf_append_str(&b, model_json) < 0 ||
+        buf_append_str(&b, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,"
+                           "\"usage\":{\"input_tokens\":28,\"cache_creation_input_tokens\":0,"
+                           "\"cache_read_input_tokens\":0,\"output_tokens\":1}}}\n\n") < 0)
+        return -ENOMEM;
+    free(req->generated);
+    req->generated = buf_steal(&b);
+
+    free(r->chunks);
+    r->chunks = calloc(SSE_EVENTS, sizeof(struct chunk));
+    if (!r->chunks)
+        return -ENOMEM;
+    r->chunks[0] = (struct chunk){.data = req->generated, .len = strlen(req->generated)};
+    for (size_t i = 1; i < SSE_EVENTS; i++)
+        r->chunks[i] = (struct chunk){.data = s->sse_events[i], .len = s->sse_events_len[i]};
+    r->n_chunks = SSE_EVENTS;
+    r->chunked = true;
+    r->status = 200;
+    r->content_type = CONTENT_TYPE_SSE;
+    return 0;
+}
+
+/* The built-in reply for url. body is the parsed request body, or NULL. */
+static int request_set_default(struct request *req, const char *url, const char *method,
+                               const json_t *body)
+{
+    struct server *s = req->server;
+    bool post = streq(method, "POST"), get = streq(method, "GET");
+
+    if (post && (streq(url, "/v1/messages") || streq(url, "/v1/messages/count_tokens"))) {
+        _cleanup_free_ char *model_json = NULL;
+        const json_t *model;
+
+        if (!json_is_object(body))
+            return request_set_error(req, 400, "request body must be a JSON object");
+        if (streq(url, "/v1/messages/count_tokens")) {
+            req->reply.status = 200;
+            req->reply.content_type = CONTENT_TYPE_JSON;
+            return reply_set_body(&req->reply, "{\"input_tokens\":42}", 19, true);
+        }
+        model = json_object_get(body, "model");
+        model_json =
+            json_is_string(model) ? json_dump_compact(model) : strdup("\"" DEFAULT_MODEL "\"");
+        if (!model_json)
+            return -ENOMEM;
+        if (json_is_true(json_object_get(body, "stream")))
+            return request_set_default_stream(req, model_json);
+        return request_set_default_message(req, model_json);
+    }
+
+    if (get && streq(url, "/v1/models")) {
+        req->reply.status = 200;
+        req->reply.content_type = CONTENT_TYPE_JSON;
+        return reply_set_body(&req->reply, s->models_list, s->models_list_len, true);
+    }
+    if (get && startswith(url, "/v1/models/")) {
+        const char *id = url + strlen("/v1/models/");
+        char message[160];
+
+        for (size_t i = 0; i < ELEMENTSOF(models); i++)
+            if (streq(id, models[i].id)) {
+                req->reply.status = 200;
+                req->reply.content_type = CONTENT_TYPE_JSON;
+                return reply_set_body(&req->reply, s->model_items[i], s->model_items_len[i], true);
+            }
+        snprintf(message, sizeof(message), "model: %.100s", id);
+        return request_set_error(req, 404, message);
+    }
+    return request_set_error(req, 404, NULL);
+}
+
+/* A request for the fake API, complete with its body. */
+static enum MHD_Result request_dispatch_api(struct request *req, const char *url,
+                                            const char *method)
+{
+    json_auto_t *body = NULL;
+    struct script sc = {.cut_after = -1, .hang_after = -1};
+    const char *key;
+    char err[160], message[200];
+    int r;
+
+    key = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, "x-api-key");
+    if (!key || !*key)
+        return request_send_error(req, 401, "x-api-key header is required");
+    if (streq(key, INVALID_API_KEY))
+        return request_send_error(req, 401, "invalid x-api-key");
+    if (req->too_large)
+        return request_send_error(req, 413, NULL);
+
+    if (streq(method, "POST") && req->body.len > 0) {
+        body = json_loadb(req->body.data, req->body.len, JSON_ALLOW_NUL, NULL);
+        if (json_is_object(body) && json_object_get(body, "fake"))
+            req->script = json_incref(json_object_get(body, "fake"));
+    }
+    if (!req->script)
+        req->script = server_queue_pop(req->server);
+    if (req->script && script_parse(req->script, &sc, err, sizeof(err)) < 0) {
+        snprintf(message, sizeof(message), "fake: %s", err);
+        return request_send_error(req, 400, message);
+    }
+
+    if (sc.body || sc.chunks)
+        r = request_set_script_content(req, &sc);
+    else if (sc.status >= 400)
+        r = request_set_error(req, sc.status, NULL);
+    else
+        r = request_set_default(req, url, method, body);
+    if (r < 0)
+        return MHD_NO;
+    if (sc.status > 0)
+        req->reply.status = sc.status;
+    req->reply.headers = sc.headers;
+    req->reply.first_byte_delay_ms = sc.first_byte_delay_ms;
+    req->reply.hang = sc.hang;
+    req->reply.cut_after = sc.cut_after;
+    req->reply.hang_after = sc.hang_after;
+    return request_send(req);
+}
+
+/* Replies to a control request with j, which is stolen. */
+static enum MHD_Result control_reply(struct request *req, unsigned status, json_t *j)
+{
+    char *text = j ? json_dump_compact(j) : NULL;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    json_decref(j);
+    if (!text)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE_JSON) != MHD_YES) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
+    ret = MHD_queue_response(req->connection, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result control_error(struct request *req, unsigned status, const char *message)
+{
+    return control_reply(req, status,
+                         json_pack("{s:s,s:{s:s,s:o}}", "type", "error", "error", "type",
+                                   error_type_for_status(status), "message",
+                                   json_string_lenient(message)));
+}
+
+/* POST /_fake/queue: one script or an array of them, each checked before any is queued. */
+static enum MHD_Result control_enqueue(struct request *req)
+{
+    struct server *s = req->server;
+    json_auto_t *j = NULL, *items = NULL;
+    json_error_t jerr;
+    char err[160], message[256];
+    size_t i, queued;
+
+    if (req->too_large)
+        return control_error(req, 413, "body too large");
+    j = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
+    if (!j) {
+        snprintf(message, sizeof(message), "invalid JSON at line %d column %d: %s", jerr.line,
+                 jerr.column, jerr.text);
+        return control_error(req, 400, message);
+    }
+    items = json_is_array(j) ? json_incref(j) : json_pack("[O]", j);
+    if (!items)
+        return MHD_NO;
+    for (i = 0; i < json_array_size(items); i++) {
+        struct script sc;
+
+        if (script_parse(json_array_get(items, i), &sc, err, sizeof(err)) < 0) {
+            snprintf(message, sizeof(message), "script %zu: %s", i, err);
+            return control_error(req, 400, message);
+        }
+    }
+
+    server_lock(s);
+    json_array_extend(s->queue, items);
+    queued = json_array_size(s->queue);
+    server_unlock(s);
+    return control_reply(req, 200,
+                         json_pack("{s:I,s:I}", "queued", (json_int_t)json_array_size(items),
+                                   "queue_length", (json_int_t)queued));
+}
+
+/* A request under /_fake/: read or reset the records, the queue and the counters. */
+static enum MHD_Result request_dispatch_control(struct request *req, const char *url,
+                                                const char *method)
+{
+    struct server *s = req->server;
+    json_t *j = NULL;
+    size_t n;
+
+    if (streq(url, "/_fake/requests") && streq(method, "GET")) {
+        json_auto_t *list = json_array();
+        char *text;
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+
+        if (!list)
+            return MHD_NO;
+        /* Records change under the lock as requests finish, so they are serialized under it. */
+        server_lock(s);
+        for (size_t i = 0; i < s->n_records; i++)
+            json_array_append(list, s->records[(s->records_first + i) % RECORDS_MAX]);
+        text = json_dump_compact(list);
+        json_array_clear(list);
+        server_unlock(s);
+        if (!text)
+            return MHD_NO;
+        resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+            free(text);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE_JSON);
+        ret = MHD_queue_response(req->connection, 200, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    if (streq(url, "/_fake/requests") && streq(method, "DELETE")) {
+        server_lock(s);
+        n = s->n_records;
+        for (size_t i = 0; i < s->n_records; i++)
+            json_decref(s->records[(s->records_first + i) % RECORDS_MAX]);
+        s->n_records = s->records_first = 0;
+        server_unlock(s);
+        return control_reply(req, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
+    }
+    if (streq(url, "/_fake/queue") && streq(method, "POST"))
+        return control_enqueue(req);
+    if (streq(url, "/_fake/queue") && streq(method, "GET")) {
+        server_lock(s);
+        j = json_deep_copy(s->queue);
+        server_unlock(s);
+        return control_reply(req, 200, j);
+    }
+    if (streq(url, "/_fake/queue") && streq(method, "DELETE")) {
+        server_lock(s);
+        n = json_array_size(s->queue);
+        json_array_clear(s->queue);
+        server_unlock(s);
+        return control_reply(req, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
+    }
+    if (streq(url, "/_fake/stats") && streq(method, "GET")) {
+        server_lock(s);
+        j = json_pack("{s:I,s:I,s:I,s:I}", "requests", (json_int_t)s->n_requests,
+                      "open_connections", (json_int_t)s->open_connections, "connections_total",
+                      (json_int_t)s->connections_total, "queued",
+                      (json_int_t)json_array_size(s->queue));
+        server_unlock(s);
+        return control_reply(req, 200, j);
+    }
+    return control_error(req, 404, "no such control endpoint");
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: the first sight of a request, with its raw target. The return
+ * value becomes the request's con_cls; on_completed() frees it. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connection)
+{
+    struct request *req;
+
+    req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->uri = strdup(uri);
+    if (!req->uri) {
+        free(req);
+        return NULL;
+    }
+    req->server = cls;
+    req->connection = connection;
+    req->received_at_ms = now_ms();
+    req->body = BUF_INIT(BODY_MAX);
+    req->reply.cut_after = req->reply.hang_after = -1;
+    return req;
+}
+
+/* The access handler. The server is reachable from the request, so cls goes unused. */
+static enum MHD_Result on_request(_unused_ void *cls, struct MHD_Connection *connection,
+                                  const char *url, const char *method, _unused_ const char *version,
+                                  const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    struct request *req = *con_cls;
+    int r;
+
+    if (!req)
+        return MHD_NO; /* on_uri() ran out of memory */
+
+    if (!req->started) {
+        const char *length;
+        int64_t n;
+
+        req->started = true;
+        snprintf(req->method, sizeof(req->method), "%s", method);
+        req->control = startswith(url, "/_fake/");
+        if (!req->control) {
+            r = request_start(req);
+            if (r < 0)
+                return MHD_NO;
+        }
+        /* Refuse an announced oversized body before reading it (and before "100 Continue"). */
+        length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (length && parse_int64(length, &n) >= 0 && n > (int64_t)BODY_MAX) {
+            req->too_large = true;
+            if (req->control)
+                return control_error(req, 413, "body too large");
+            return request_send_error(req, 413, NULL);
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size > 0) {
+        if (!req->too_large) {
+            r = buf_append(&req->body, upload_data, *upload_data_size);
+            if (r == -ENOBUFS) {
+                req->too_large = true;
+                buf_free(&req->body, false);
+            } else if (r < 0)
+                return MHD_NO;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    if (req->control)
+        return request_dispatch_control(req, url, method);
+    request_record_body(req);
+    return request_dispatch_api(req, url, method);
+}
+
+/* True when the peer has closed its side of the connection. */
+static bool connection_peer_gone(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct pollfd p;
+
+    if (!info)
+        return false;
+    p = (struct pollfd){.fd = info->connect_fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static void on_completed(_unused_ void *cls, struct MHD_Connection *connection, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct request *req = *con_cls;
+    const char *how;
+
+    if (!req)
+        return;
+    switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+        how = "complete";
+        break;
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+    case MHD_REQUEST_TERMINATED_READ_ERROR:
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+        how = "client_abort";
+        break;
+    default:
+        /* A failed send reports WITH_ERROR too; tell it from our own cuts by the peer's FIN. */
+        how = toe == MHD_REQUEST_TERMINATED_WITH_ERROR && !req->server_abort &&
+                      connection_peer_gone(connection)
+                  ? "client_abort"
+                  : "error";
+        break;
+    }
+    request_record_body(req);
+    request_record_end(req, how);
+    log_debug("%s '%s' ended: %s", req->method, req->uri ? req->uri : "", how);
+    *con_cls = request_free(req);
+}
+
+static void on_connection(void *cls, _unused_ struct MHD_Connection *connection,
+                          _unused_ void **socket_context, enum MHD_ConnectionNotificationCode toe)
+{
+    struct server *s = cls;
+
+    server_lock(s);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        s->open_connections++;
+        s->connections_total++;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && s->open_connections > 0)
+        s->open_connections--;
+    server_unlock(s);
+}
+
+static void help(void)
+{
+    printf("fake-upstream [OPTIONS]\n\n"
+           "A fake Anthropic API for dualroute's integration tests and benchmarks.\n\n"
+           "  -h --help          Show this help\n"
+           "     --listen ADDR   Loopback address to listen on (default 127.0.0.1)\n"
+           "     --port N        Port; 0 picks a free one (default 0)\n"
+           "     --no-record     Do not record requests (for benchmarks)\n"
+           "  -v --verbose       Log each request to stderr\n\n"
+           "Prints PORT=<n> once listening; runs until SIGTERM or SIGINT.\n");
+}
+
+static int parse_argv(int argc, char *argv[])
+{
+    enum { ARG_LISTEN = 0x100, ARG_PORT, ARG_NO_RECORD };
+    static const struct option options[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"listen", required_argument, NULL, ARG_LISTEN},
+        {"port", required_argument, NULL, ARG_PORT},
+        {"no-record", no_argument, NULL, ARG_NO_RECORD},
+        {"verbose", no_argument, NULL, 'v'},
+        {},
+    };
+    int64_t port;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "hv", options, NULL)) >= 0)
+        switch (c) {
+        case 'h':
+            help();
+            return 0;
+        case ARG_LISTEN:
+            arg_listen = optarg;
+            break;
+        case ARG_PORT:
+            if (parse_int64(optarg, &port) < 0 || port < 0 || port > 65535)
+                return log_error_errno(-EINVAL, "Invalid port '%s'.", optarg);
+            arg_port = (uint16_t)port;
+            break;
+        case ARG_NO_RECORD:
+            arg_record = false;
+            break;
+        case 'v':
+            arg_verbose = true;
+            break;
+        case '?':
+            return -EINVAL;
+        default:
+            assert(false);
+        }
+    if (optind < argc)
+        return log_error_errno(-EINVAL, "Unexpected argument '%s'.", argv[optind]);
+    return 1;
+}
+
+/* Fills *ret with arg_listen and arg_port; only loopback addresses are accepted. */
+static int listen_address(struct sockaddr_storage *ret, bool *ret_ipv6)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(arg_port)};
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(arg_port)};
+
+    memset(ret, 0, sizeof(*ret));
+    if (inet_pton(AF_INET, arg_listen, &sin.sin_addr) == 1) {
+        if ((ntohl(sin.sin_addr.s_addr) >> 24) != 127)
+            return log_error_errno(-EINVAL, "'%s' is not a loopback address.", arg_listen);
+        memcpy(ret, &sin, sizeof(sin));
+        *ret_ipv6 = false;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, arg_listen, &sin6.sin6_addr) == 1) {
+        if (!IN6_IS_ADDR_LOOPBACK(&sin6.sin6_addr))
+            return log_error_errno(-EINVAL, "'%s' is not a loopback address.", arg_listen);
+        memcpy(ret, &sin6, sizeof(sin6));
+        *ret_ipv6 = true;
+        return 0;
+    }
+    return log_error_errno(-EINVAL, "Invalid listen address '%s'.", arg_listen);
+}
+
+static void raise_nofile_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warning_errno(-errno, "Failed to raise RLIMIT_NOFILE, keeping the soft limit: %m");
+}
+
+static int run(int argc, char *argv[])
+{
+    _cleanup_(server_freep) struct server *s = NULL;
+    struct sockaddr_storage sa;
+    const union MHD_DaemonInfo *info;
+    unsigned flags;
+    sigset_t mask;
+    bool ipv6;
+    int r, sig;
+
+    r = parse_argv(argc, argv);
+    if (r <= 0)
+        return r;
+    if (arg_verbose)
+        log_set_max_level(LOG_DEBUG);
+    r = listen_address(&sa, &ipv6);
+    if (r < 0)
+        return r;
+    raise_nofile_limit();
+
+    r = server_new(&s);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up: %m");
+
+    /* Block the signals before libmicrohttpd starts its threads, so they inherit the mask and
+     * only sigwait() below sees SIGTERM and SIGINT. */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    r = -pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    if (r < 0)
+        return log_error_errno(r, "Failed to block signals: %m");
+    signal(SIGPIPE, SIG_IGN);
+
+    flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+    if (ipv6)
+        flags |= MHD_USE_IPv6;
+    if (arg_verbose)
+        flags |= MHD_USE_ERROR_LOG;
+    s->daemon = MHD_start_daemon(
+        flags, arg_port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, 0u,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_THREAD_STACK_SIZE, THREAD_STACK_SIZE,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
+    if (!s->daemon)
+        return log_error_errno(-EADDRNOTAVAIL, "Failed to listen on '%s' port %u.", arg_listen,
+                               (unsigned)arg_port);
+    info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    if (!info || info->port == 0) {
+        MHD_stop_daemon(s->daemon);
+        return log_error_errno(-EIO, "Failed to learn the listening port.");
+    }
+    if (printf("PORT=%u\n", (unsigned)info->port) < 0 || fflush(stdout) != 0)
+        log_warning_errno(-errno, "Failed to print the port, continuing: %m");
+
+    do
+        r = sigwait(&mask, &sig);
+    while (r == EINTR);
+    log_debug("Got signal %d, stopping.", sig);
+
+    /* Wake every reply that is waiting, then let libmicrohttpd join the connection threads. */
+    if (write(s->stop_pipe[1], "x", 1) < 0)
+        log_warning_errno(-errno, "Failed to wake waiting replies: %m");
+    MHD_stop_daemon(s->daemon);
+    return 0;
+}
+
+int main(int argc, char *argv[])
+{
+    int r = run(argc, argv);
+
+    return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
