@@ -63,6 +63,10 @@ struct translate_context {
     bool include_usage;    /* stream_options.include_usage */
     bool legacy_functions; /* the request used functions/function_call */
     char json_tool[64];    /* forced-tool JSON mode: this tool's input is the content; "" if off */
+    char prefix[1024];     /* prefix: true on the final assistant message: prepended to the
+                            * answer's content (a longer prefix is refused with a 400); "" if off */
+    char anthropic_beta[64]; /* anthropic-beta the translated request needs upstream (2.7), e.g.
+                              * "files-api-2025-04-14" for a file_id part; "" for none */
 };
 
 /* Translates an OpenAI chat.completion request (borrowed) for model (borrowed). On success returns
@@ -102,3 +106,21 @@ int chunk_stream_finish(struct chunk_stream *s, bool ok, const char *error_messa
 bool chunk_stream_done(const struct chunk_stream *s);
 /* Usage as far as the stream has told (input side from message_start, output cumulative). */
 const struct usage *chunk_stream_usage(const struct chunk_stream *s);
+
+/* Shared by the translator's own files (translate-*.c); other callers use the functions above. */
+
+/* The OpenAI finish_reason for an Anthropic stop_reason (NULL is "stop"), TRANSLATION.md 3.2:
+ * tool_use is "function_call" in legacy mode and "stop" in forced-tool JSON mode. Static string. */
+const char *translate_finish_reason(const char *stop_reason, const struct translate_context *ctx);
+/* The OpenAI usage object for an Anthropic usage object (borrowed; NULL counts as zeros),
+ * TRANSLATION.md 3.3. completion_tokens_details.reasoning_tokens comes from
+ * output_tokens_details.thinking_tokens; when that is absent it is 0 if always_reasoning, else the
+ * details object is left out. Returns a new reference, or NULL on allocation failure. */
+json_t *translate_usage_json(const json_t *usage, bool always_reasoning);
+/* Copies the figures of an Anthropic usage object (borrowed) into *u; absent ones keep their
+ * value. */
+void translate_usage_merge(struct usage *u, const json_t *usage);
+/* Serialises v (borrowed) like JSON.stringify: compact, keys in insertion order, reals in their
+ * shortest round-trip form (0.7, not 0.69999999999999996). Appends to out; 0, -ENOMEM or
+ * -ENOBUFS. */
+int translate_json_dump(const json_t *v, struct buf *out);

@@ -1,0 +1,660 @@
+/* translate-stream.c: Anthropic SSE -> OpenAI chat.completion.chunk SSE (TRANSLATION.md 3.4).
+ *
+ * Two layers. The framing layer splits upstream bytes into lines ("\n", "\r\n" or "\r", split
+ * anywhere across feeds), ignores comments, "event:" and unknown fields, joins "data:" lines, and
+ * hands one complete event's data to the event layer at each blank line. Nothing is decoded
+ * before that point, so a UTF-8 character or a JSON token cut between two reads is whole by the
+ * time it is parsed, and the output does not depend on where the input was cut. An event (or a
+ * line) larger than STREAM_EVENT_MAX ends the stream with an error chunk: memory stays bounded.
+ *
+ * The event layer trusts the JSON "type", not the SSE event name, and emits OpenAI chunks:
+ *   message_start        the role chunk ({"role":"assistant","content":""}), remembers id, usage
+ *   text / thinking      {"content"} / {"reasoning_content"} deltas
+ *   tool_use             {"tool_calls":[{index k, id, type, function {name, arguments ""}}]},
+ *                        then {"tool_calls":[{index k, function {arguments}}]}; k counts tool_use
+ *                        blocks, not Anthropic block indexes; "{}" when a call had no arguments
+ *   signature_delta      one replayable {"thinking_blocks":[...]} with the block's whole text
+ *   message_delta        remembers the stop reason and the cumulative usage; emits nothing
+ *   message_stop         the finish chunk, the usage chunk (include_usage) and [DONE]
+ *   error                {"error":{...}} and nothing after it: no finish chunk, no [DONE]
+ *   ping                 an SSE comment, which clients ignore and proxies see as traffic
+ * An upstream that ends after a stop reason finishes normally (some gateways drop message_stop);
+ * one that ends before any stop reason gets an error chunk, never a clean "stop".
+ *
+ * Forced-tool JSON mode (ctx->json_tool) streams that tool's argument fragments as content, and
+ * legacy function mode streams the first call as function_call deltas. Pure: no IO, no globals. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "macro.h"
+#include "translate.h"
+
+/* One upstream event (or line) may not exceed this. Anthropic's largest events are single
+ * content deltas, far below it. */
+#define STREAM_EVENT_MAX (4u * 1024 * 1024)
+/* The text of one thinking block, kept to repeat it beside its signature. */
+#define STREAM_THINKING_MAX (8u * 1024 * 1024)
+/* Content blocks of one message that the stream keeps track of. */
+#define STREAM_BLOCKS_MAX 4096
+
+enum block_kind {
+    BLOCK_OTHER,
+    BLOCK_TEXT,
+    BLOCK_THINKING,
+    BLOCK_TOOL,      /* a client tool call: tool_calls deltas */
+    BLOCK_JSON,      /* the forced JSON tool: content deltas */
+    BLOCK_FUNCTION,  /* legacy mode's first call: function_call deltas */
+    BLOCK_DISCARDED, /* legacy mode's further calls: nothing */
+};
+
+struct block {
+    int64_t index; /* Anthropic's content block index */
+    enum block_kind kind;
+    int64_t tool; /* ordinal among tool_use blocks */
+    bool got_args;
+};
+
+struct chunk_stream {
+    struct translate_context ctx;
+    char *id;    /* message id from message_start */
+    char *model; /* the upstream's model, used only when ctx.model is empty */
+
+    /* Framing. */
+    struct buf line;
+    struct buf data;
+    bool has_data;
+    bool last_cr;
+
+    /* Events. */
+    struct block *blocks;
+    size_t n_blocks;
+    int64_t n_tools;
+    int64_t thinking_index; /* block whose text is in .thinking; -1 for none */
+    struct buf thinking;
+    json_t *usage; /* Anthropic usage: message_start's, updated by each message_delta */
+    char *stop_reason;
+    bool have_stop_reason;
+    bool started;
+    bool done;
+    struct usage u;
+};
+
+int chunk_stream_new(const struct translate_context *ctx, struct chunk_stream **ret)
+{
+    struct chunk_stream *s = calloc(1, sizeof *s);
+
+    if (!s)
+        return -ENOMEM;
+    s->ctx = *ctx;
+    s->line = BUF_INIT(STREAM_EVENT_MAX);
+    s->data = BUF_INIT(STREAM_EVENT_MAX);
+    s->thinking = BUF_INIT(STREAM_THINKING_MAX);
+    s->thinking_index = -1;
+    s->usage = json_object();
+    if (!s->usage) {
+        free(s);
+        return -ENOMEM;
+    }
+    *ret = s;
+    return 0;
+}
+
+struct chunk_stream *chunk_stream_free(struct chunk_stream *s)
+{
+    if (!s)
+        return NULL;
+    free(s->id);
+    free(s->model);
+    free(s->stop_reason);
+    free(s->blocks);
+    buf_free(&s->line, false);
+    buf_free(&s->data, false);
+    buf_free(&s->thinking, false);
+    json_decref(s->usage);
+    free(s);
+    return NULL;
+}
+
+bool chunk_stream_done(const struct chunk_stream *s)
+{
+    return s->done;
+}
+
+const struct usage *chunk_stream_usage(const struct chunk_stream *s)
+{
+    return &s->u;
+}
+
+/* Appends "data: <json>\n\n" for j (borrowed). */
+static int emit_json(const json_t *j, struct buf *out)
+{
+    int r = buf_append_str(out, "data: ");
+
+    if (r >= 0)
+        r = translate_json_dump(j, out);
+    if (r >= 0)
+        r = buf_append(out, "\n\n", 2);
+    return r;
+}
+
+/* Appends one chunk with delta (stolen; NULL on allocation failure) and finish_reason (NULL for
+ * null). */
+static int emit_chunk(struct chunk_stream *s, json_t *delta, const char *finish, struct buf *out)
+{
+    const char *model = s->ctx.model[0] ? s->ctx.model : s->model;
+    json_auto_t *chunk = NULL;
+
+    if (!delta)
+        return -ENOMEM;
+    chunk = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n,s:s?}]}", "id",
+                      s->id ? s->id : "chatcmpl-dualroute", "object", "chat.completion.chunk",
+                      "created", (json_int_t)s->ctx.created, "model", model ? model : "", "choices",
+                      "index", 0, "delta", delta, "logprobs", "finish_reason", finish);
+    if (!chunk)
+        return -ENOMEM;
+    if (s->ctx.include_usage && json_object_set_new(chunk, "usage", json_null()) < 0)
+        return -ENOMEM;
+    return emit_json(chunk, out);
+}
+
+/* The role chunk, once, before anything else the client sees. */
+static int ensure_started(struct chunk_stream *s, struct buf *out)
+{
+    if (s->started)
+        return 0;
+    s->started = true;
+    return emit_chunk(s,
+                      json_pack("{s:s,s:s}", "role", "assistant", "content",
+                                s->ctx.prefix[0] ? s->ctx.prefix : ""),
+                      NULL, out);
+}
+
+/* Ends the stream with {"error": ...} (body borrowed): no finish chunk, no [DONE]. */
+static int emit_error(struct chunk_stream *s, const json_t *body, struct buf *out)
+{
+    s->done = true;
+    s->u.error = true;
+    if (!body)
+        return -ENOMEM;
+    return emit_json(body, out);
+}
+
+static int emit_error_message(struct chunk_stream *s, const char *message, struct buf *out)
+{
+    json_auto_t *body = translate_error(500, NULL, message, NULL, NULL);
+
+    return emit_error(s, body, out);
+}
+
+static int emit_content(struct chunk_stream *s, const char *key, const char *text, size_t n,
+                        struct buf *out)
+{
+    int r;
+
+    if (n == 0)
+        return 0;
+    r = ensure_started(s, out);
+    if (r < 0)
+        return r;
+    return emit_chunk(s, json_pack("{s:s%}", key, text, n), NULL, out);
+}
+
+static int emit_tool_args(struct chunk_stream *s, struct block *b, const char *args, size_t n,
+                          struct buf *out)
+{
+    int r;
+
+    if (n == 0)
+        return 0;
+    b->got_args = true;
+    switch (b->kind) {
+    case BLOCK_JSON:
+        return emit_content(s, "content", args, n, out);
+    case BLOCK_FUNCTION:
+        r = ensure_started(s, out);
+        if (r < 0)
+            return r;
+        return emit_chunk(s, json_pack("{s:{s:s%}}", "function_call", "arguments", args, n), NULL,
+                          out);
+    case BLOCK_TOOL:
+        r = ensure_started(s, out);
+        if (r < 0)
+            return r;
+        return emit_chunk(s,
+                          json_pack("{s:[{s:I,s:{s:s%}}]}", "tool_calls", "index",
+                                    (json_int_t)b->tool, "function", "arguments", args, n),
+                          NULL, out);
+    default:
+        return 0;
+    }
+}
+
+static struct block *block_find(struct chunk_stream *s, int64_t index)
+{
+    /* Blocks arrive in order, so the one asked for is nearly always the last. */
+    for (size_t i = s->n_blocks; i > 0; i--)
+        if (s->blocks[i - 1].index == index)
+            return &s->blocks[i - 1];
+    return NULL;
+}
+
+static int block_add(struct chunk_stream *s, int64_t index, enum block_kind kind,
+                     struct block **ret)
+{
+    struct block *b = block_find(s, index), *p;
+
+    if (b) {
+        /* A repeated content_block_start: the later one wins. */
+        b->kind = kind;
+        *ret = b;
+        return 0;
+    }
+    if (s->n_blocks >= STREAM_BLOCKS_MAX)
+        return -ERANGE;
+    p = realloc(s->blocks, (s->n_blocks + 1) * sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    s->blocks = p;
+    b = &s->blocks[s->n_blocks++];
+    *b = (struct block){.index = index, .kind = kind};
+    *ret = b;
+    return 0;
+}
+
+static int64_t event_index(const json_t *ev)
+{
+    json_t *v = json_object_get(ev, "index");
+
+    return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+static int on_message_start(struct chunk_stream *s, const json_t *ev, struct buf *out)
+{
+    json_t *msg = json_object_get(ev, "message");
+    const char *id = json_string_value(json_object_get(msg, "id"));
+    const char *model = json_string_value(json_object_get(msg, "model"));
+    json_t *usage = json_object_get(msg, "usage");
+
+    if (s->started)
+        return 0;
+    if (id && !(s->id = strdup(id)))
+        return -ENOMEM;
+    if (model && !(s->model = strdup(model)))
+        return -ENOMEM;
+    if (json_is_object(usage)) {
+        if (json_object_update(s->usage, usage) < 0)
+            return -ENOMEM;
+        translate_usage_merge(&s->u, usage);
+    }
+    return ensure_started(s, out);
+}
+
+static int on_block_start(struct chunk_stream *s, const json_t *ev, struct buf *out)
+{
+    json_t *cb = json_object_get(ev, "content_block");
+    const char *type = json_string_value(json_object_get(cb, "type"));
+    int64_t index = event_index(ev);
+    struct block *b;
+    int r;
+
+    if (!type)
+        return 0;
+    if (streq(type, "text")) {
+        const char *t = json_string_value(json_object_get(cb, "text"));
+
+        r = block_add(s, index, BLOCK_TEXT, &b);
+        if (r < 0)
+            return r;
+        return t ? emit_content(s, "content", t, strlen(t), out) : 0;
+    }
+    if (streq(type, "thinking")) {
+        const char *t = json_string_value(json_object_get(cb, "thinking"));
+
+        r = block_add(s, index, BLOCK_THINKING, &b);
+        if (r < 0)
+            return r;
+        buf_clear(&s->thinking);
+        s->thinking_index = index;
+        if (!t || !*t)
+            return 0;
+        r = buf_append_str(&s->thinking, t);
+        if (r < 0)
+            return r == -ENOBUFS ? -ERANGE : r;
+        return emit_content(s, "reasoning_content", t, strlen(t), out);
+    }
+    if (streq(type, "redacted_thinking")) {
+        const char *d = json_string_value(json_object_get(cb, "data"));
+
+        r = block_add(s, index, BLOCK_OTHER, &b);
+        if (r < 0)
+            return r;
+        r = ensure_started(s, out);
+        if (r < 0)
+            return r;
+        return emit_chunk(s,
+                          json_pack("{s:[{s:s,s:s}]}", "thinking_blocks", "type",
+                                    "redacted_thinking", "data", d ? d : ""),
+                          NULL, out);
+    }
+    if (streq(type, "tool_use")) {
+        const char *name = json_string_value(json_object_get(cb, "name"));
+        const char *id = json_string_value(json_object_get(cb, "id"));
+        json_t *input = json_object_get(cb, "input");
+        enum block_kind kind;
+
+        if (s->ctx.json_tool[0] && name && streq(name, s->ctx.json_tool))
+            kind = BLOCK_JSON;
+        else if (s->ctx.legacy_functions)
+            kind = s->n_tools == 0 ? BLOCK_FUNCTION : BLOCK_DISCARDED;
+        else
+            kind = BLOCK_TOOL;
+        r = block_add(s, index, kind, &b);
+        if (r < 0)
+            return r;
+        if (kind == BLOCK_TOOL || kind == BLOCK_FUNCTION || kind == BLOCK_DISCARDED)
+            b->tool = s->n_tools++;
+        if (kind == BLOCK_TOOL || kind == BLOCK_FUNCTION) {
+            r = ensure_started(s, out);
+            if (r < 0)
+                return r;
+            if (kind == BLOCK_TOOL)
+                r = emit_chunk(s,
+                               json_pack("{s:[{s:I,s:s,s:s,s:{s:s,s:s}}]}", "tool_calls", "index",
+                                         (json_int_t)b->tool, "id", id ? id : "", "type",
+                                         "function", "function", "name", name ? name : "",
+                                         "arguments", ""),
+                               NULL, out);
+            else
+                r = emit_chunk(s,
+                               json_pack("{s:{s:s,s:s}}", "function_call", "name", name ? name : "",
+                                         "arguments", ""),
+                               NULL, out);
+            if (r < 0)
+                return r;
+        }
+        /* Anthropic opens with "input": {}; a gateway that sends the whole input up front gets
+         * it forwarded as the first fragment. */
+        if (json_object_size(input) > 0) {
+            struct buf args = BUF_INIT(STREAM_EVENT_MAX);
+
+            r = translate_json_dump(input, &args);
+            if (r >= 0)
+                r = emit_tool_args(s, b, args.data, args.len, out);
+            buf_free(&args, false);
+            return r;
+        }
+        return 0;
+    }
+    /* server_tool_use, web_search_tool_result and unknown types: server-side work. */
+    return block_add(s, index, BLOCK_OTHER, &b);
+}
+
+static int on_block_delta(struct chunk_stream *s, const json_t *ev, struct buf *out)
+{
+    json_t *delta = json_object_get(ev, "delta");
+    const char *type = json_string_value(json_object_get(delta, "type"));
+    int64_t index = event_index(ev);
+    struct block *b = block_find(s, index);
+    json_t *v;
+    int r;
+
+    if (!type)
+        return 0;
+    if (streq(type, "text_delta")) {
+        v = json_object_get(delta, "text");
+        return emit_content(s, "content", json_string_value(v), json_string_length(v), out);
+    }
+    if (streq(type, "thinking_delta")) {
+        v = json_object_get(delta, "thinking");
+        if (!json_is_string(v))
+            return 0;
+        if (s->thinking_index != index) {
+            buf_clear(&s->thinking);
+            s->thinking_index = index;
+        }
+        r = buf_append(&s->thinking, json_string_value(v), json_string_length(v));
+        if (r < 0)
+            return r == -ENOBUFS ? -ERANGE : r;
+        return emit_content(s, "reasoning_content", json_string_value(v), json_string_length(v),
+                            out);
+    }
+    if (streq(type, "signature_delta")) {
+        const char *sig = json_string_value(json_object_get(delta, "signature"));
+        bool have_text = s->thinking_index == index;
+
+        if (!sig)
+            return 0;
+        r = ensure_started(s, out);
+        if (r < 0)
+            return r;
+        return emit_chunk(s,
+                          json_pack("{s:[{s:s,s:s%,s:s}]}", "thinking_blocks", "type", "thinking",
+                                    "thinking",
+                                    have_text && s->thinking.data ? s->thinking.data : "",
+                                    have_text ? s->thinking.len : (size_t)0, "signature", sig),
+                          NULL, out);
+    }
+    if (streq(type, "input_json_delta")) {
+        v = json_object_get(delta, "partial_json");
+        if (!b || !json_is_string(v))
+            return 0;
+        /* Anthropic opens each call with an empty fragment: skipped by emit_tool_args(). */
+        return emit_tool_args(s, b, json_string_value(v), json_string_length(v), out);
+    }
+    /* citations_delta and unknown delta types are dropped. */
+    return 0;
+}
+
+static int on_block_stop(struct chunk_stream *s, const json_t *ev, struct buf *out)
+{
+    struct block *b = block_find(s, event_index(ev));
+
+    /* A call without argument bytes still has to accumulate to valid JSON. */
+    if (b && !b->got_args &&
+        (b->kind == BLOCK_TOOL || b->kind == BLOCK_FUNCTION || b->kind == BLOCK_JSON))
+        return emit_tool_args(s, b, "{}", 2, out);
+    return 0;
+}
+
+static int on_message_delta(struct chunk_stream *s, const json_t *ev)
+{
+    json_t *delta = json_object_get(ev, "delta");
+    json_t *reason = json_object_get(delta, "stop_reason");
+    json_t *usage = json_object_get(ev, "usage");
+
+    if (json_is_string(reason)) {
+        char *p = strdup(json_string_value(reason));
+        if (!p)
+            return -ENOMEM;
+        free(s->stop_reason);
+        s->stop_reason = p;
+        s->have_stop_reason = true;
+        snprintf(s->u.stop_reason, sizeof s->u.stop_reason, "%s", p);
+    }
+    if (json_is_object(usage)) {
+        /* Cumulative: each field present replaces the earlier value. */
+        if (json_object_update(s->usage, usage) < 0)
+            return -ENOMEM;
+        translate_usage_merge(&s->u, usage);
+    }
+    return 0;
+}
+
+/* The normal end: finish chunk, usage chunk when asked for, [DONE]. */
+static int finish_ok(struct chunk_stream *s, struct buf *out)
+{
+    int r;
+
+    r = ensure_started(s, out);
+    if (r < 0)
+        return r;
+    s->done = true;
+    r = emit_chunk(s, json_object(), translate_finish_reason(s->stop_reason, &s->ctx), out);
+    if (r < 0)
+        return r;
+    if (s->ctx.include_usage) {
+        const char *model = s->ctx.model[0] ? s->ctx.model : s->model;
+        json_auto_t *chunk = json_pack(
+            "{s:s,s:s,s:I,s:s,s:[],s:o}", "id", s->id ? s->id : "chatcmpl-dualroute", "object",
+            "chat.completion.chunk", "created", (json_int_t)s->ctx.created, "model",
+            model ? model : "", "choices", "usage", translate_usage_json(s->usage, true));
+        if (!chunk)
+            return -ENOMEM;
+        r = emit_json(chunk, out);
+        if (r < 0)
+            return r;
+    }
+    return buf_append_str(out, "data: [DONE]\n\n");
+}
+
+static int on_event(struct chunk_stream *s, struct buf *out)
+{
+    json_auto_t *ev = NULL;
+    const char *type;
+
+    ev = json_loadb(s->data.data ? s->data.data : "", s->data.len, 0, NULL);
+    type = json_string_value(json_object_get(ev, "type"));
+    if (!type)
+        return 0; /* not JSON, or not an event we know the shape of */
+
+    if (streq(type, "message_start"))
+        return on_message_start(s, ev, out);
+    if (streq(type, "content_block_start"))
+        return on_block_start(s, ev, out);
+    if (streq(type, "content_block_delta"))
+        return on_block_delta(s, ev, out);
+    if (streq(type, "content_block_stop"))
+        return on_block_stop(s, ev, out);
+    if (streq(type, "message_delta"))
+        return on_message_delta(s, ev);
+    if (streq(type, "message_stop")) {
+        s->u.stopped = true;
+        return finish_ok(s, out);
+    }
+    if (streq(type, "error")) {
+        json_auto_t *body = translate_error(500, ev, "upstream error", NULL, NULL);
+        return emit_error(s, body, out);
+    }
+    if (streq(type, "ping"))
+        return buf_append_str(out, ": ping\n\n");
+    return 0; /* unknown events: versioning policy says ignore */
+}
+
+/* Dispatches the event collected so far, if any. */
+static int event_end(struct chunk_stream *s, struct buf *out)
+{
+    int r = 0;
+
+    if (s->has_data)
+        r = on_event(s, out);
+    buf_clear(&s->data);
+    s->has_data = false;
+    if (r == -ERANGE && !s->done)
+        /* Too many blocks, or a thinking block too long to repeat: not Anthropic's behaviour. */
+        r = emit_error_message(s, "upstream stream exceeds the router's limits", out);
+    return r;
+}
+
+static int on_line(struct chunk_stream *s, struct buf *out)
+{
+    const char *p = s->line.data ? s->line.data : "";
+    size_t n = s->line.len, name_len;
+    const char *colon;
+    int r;
+
+    if (n == 0)
+        return event_end(s, out);
+    if (p[0] == ':')
+        return 0; /* comment */
+    colon = memchr(p, ':', n);
+    name_len = colon ? (size_t)(colon - p) : n;
+    if (name_len != 4 || memcmp(p, "data", 4) != 0)
+        return 0; /* event:, id:, retry: and unknown fields */
+    if (colon) {
+        p = colon + 1;
+        n -= name_len + 1;
+        if (n > 0 && p[0] == ' ')
+            p++, n--;
+    } else
+        n = 0;
+    if (s->has_data && (r = buf_append(&s->data, "\n", 1)) < 0)
+        return r == -ENOBUFS ? -E2BIG : r;
+    s->has_data = true;
+    r = buf_append(&s->data, p, n);
+    return r == -ENOBUFS ? -E2BIG : r;
+}
+
+/* An event or line over STREAM_EVENT_MAX. */
+static int too_large(struct chunk_stream *s, struct buf *out)
+{
+    buf_free(&s->line, false);
+    buf_free(&s->data, false);
+    return emit_error_message(s, "upstream stream event too large", out);
+}
+
+int chunk_stream_feed(struct chunk_stream *s, const char *p, size_t n, struct buf *out)
+{
+    const char *end = p + n;
+    int r;
+
+    while (p < end && !s->done) {
+        const char *q = p;
+
+        if (s->last_cr) {
+            s->last_cr = false;
+            if (*p == '\n') {
+                p++;
+                continue;
+            }
+        }
+        while (q < end && *q != '\n' && *q != '\r')
+            q++;
+        r = buf_append(&s->line, p, (size_t)(q - p));
+        if (r == -ENOBUFS)
+            return too_large(s, out);
+        if (r < 0)
+            return r;
+        if (q == end)
+            break;
+        s->last_cr = *q == '\r';
+        r = on_line(s, out);
+        buf_clear(&s->line);
+        if (r == -E2BIG)
+            return too_large(s, out);
+        if (r < 0)
+            return r;
+        p = q + 1;
+    }
+    return 0;
+}
+
+int chunk_stream_finish(struct chunk_stream *s, bool ok, const char *error_message, struct buf *out)
+{
+    int r;
+
+    if (s->done)
+        return 0;
+    /* A last event without its closing blank line still counts. */
+    if (s->line.len > 0) {
+        r = on_line(s, out);
+        buf_clear(&s->line);
+        if (r == -E2BIG)
+            return too_large(s, out);
+        if (r < 0)
+            return r;
+    }
+    r = event_end(s, out);
+    if (r < 0 || s->done)
+        return r;
+
+    /* After a stop reason the content is complete, whether or not message_stop arrived. */
+    if (s->have_stop_reason)
+        return finish_ok(s, out);
+    if (ok || !error_message || !*error_message)
+        error_message = "upstream stream ended prematurely";
+    return emit_error_message(s, error_message, out);
+}
