@@ -102,9 +102,32 @@ int chat_begin(struct request *req)
     return proxy_upstream_start(req, "/v1/messages", true);
 }
 
+int chat_models_begin(struct request *req)
+{
+    struct server *s = req->server;
+    enum model_map_reason reason;
+    const char *target;
+    char path[256];
+
+    req->translate = true;
+    req->models_list = true;
+    req->capture.max = CHAT_CAPTURE_MAX;
+    if (req->route == ROUTE_MODELS)
+        return proxy_upstream_start(req, "/v1/models?limit=1000", false);
+
+    /* An alias is shown under its own name, with its target's details. */
+    target = model_map_resolve(&s->model_map, req->model, &reason);
+    if (reason == MODEL_MAP_CUSTOM || reason == MODEL_MAP_ALIAS)
+        snprintf(req->model_requested, sizeof req->model_requested, "%s", req->model);
+    else
+        target = req->model;
+    snprintf(path, sizeof path, "/v1/models/%s", target);
+    return proxy_upstream_start(req, path, false);
+}
+
 bool chat_stream_starts(struct request *req)
 {
-    if (req->upstream_status != 200 || !req->sse)
+    if (req->models_list || req->upstream_status != 200 || !req->sse)
         return false;
     if (chunk_stream_new(&req->tctx, &req->chunks) < 0)
         return false;
@@ -144,6 +167,15 @@ void chat_finish(struct request *req, bool ok, const char *message)
     }
     /* Buffered: the whole upstream answer is in req->capture. */
     reply = json_loadb(req->capture.data ? req->capture.data : "", req->capture.len, 0, NULL);
+    if (status == 200 && req->models_list) {
+        answer = req->route == ROUTE_MODELS
+                     ? models_superset_list(s, reply)
+                     : models_superset_item(reply,
+                                            req->model_requested[0] ? req->model_requested : NULL);
+        if (!answer || reply_json(req, 200, answer) < 0)
+            (void)http_reply_error(req, 502, "The upstream's model list could not be read.");
+        return;
+    }
     if (status == 200) {
         answer = reply ? translate_response(reply, &req->tctx, &req->usage) : NULL;
         if (!answer) {

@@ -11,6 +11,9 @@ struct request;
 /* The request body is complete: translates it and starts the upstream transfer, or answers a 400
  * itself. Returns 0 (handled) or a negative errno (internal failure, not yet answered). */
 int chat_begin(struct request *req);
+/* GET /v1/models[/{id}] for an OpenAI client: asks the upstream for the whole list (or the
+ * mapped model) and answers the superset shape. Same returns as chat_begin(). */
+int chat_models_begin(struct request *req);
 /* The upstream's headers are complete: true when its answer is a stream, which the client then
  * gets as chat.completion.chunk events from now on; otherwise the answer is buffered. */
 bool chat_stream_starts(struct request *req);

@@ -9,11 +9,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "buf.h"
 #include "log.h"
+#include "model-map.h"
 #include "models.h"
 #include "secret.h"
 #include "server.h"
@@ -226,4 +228,120 @@ void models_free(struct server *s)
 {
     fetch_free(s);
     s->models_timer = sd_event_source_disable_unref(s->models_timer);
+}
+
+/* An RFC 3339 time ("2025-02-19T00:00:00Z", fractions and offsets allowed) as unix seconds; 0 when
+ * it does not parse. */
+static int64_t rfc3339_to_unix(const char *s)
+{
+    struct tm tm = {};
+    const char *rest;
+    int64_t t;
+
+    if (!s)
+        return 0;
+    rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest)
+        return 0;
+    t = (int64_t)timegm(&tm);
+    if (*rest == '.')
+        while (*++rest >= '0' && *rest <= '9')
+            ;
+    if ((*rest == '+' || *rest == '-') && strlen(rest) >= 6) {
+        int64_t off = ((rest[1] - '0') * 10 + (rest[2] - '0')) * 3600 +
+                      ((rest[4] - '0') * 10 + (rest[5] - '0')) * 60;
+        t += *rest == '+' ? -off : off;
+    }
+    return t;
+}
+
+/* A copy of an Anthropic ModelInfo item with OpenAI's Model fields added (TRANSLATION.md 3.6):
+ * id, object, created, owned_by beside type, display_name, created_at and the rest. id replaces
+ * the item's own id when not NULL (an alias). Returns a new reference, or NULL. */
+static json_t *model_superset(const json_t *item, const char *id)
+{
+    json_t *m = json_deep_copy(item);
+
+    if (!json_is_object(m)) {
+        json_decref(m);
+        return NULL;
+    }
+    if (id)
+        json_object_set_new(m, "id", json_string(id));
+    json_object_set_new(m, "object", json_string("model"));
+    json_object_set_new(
+        m, "created",
+        json_integer(rfc3339_to_unix(json_string_value(json_object_get(item, "created_at")))));
+    json_object_set_new(m, "owned_by", json_string("anthropic"));
+    if (!json_object_get(m, "type"))
+        json_object_set_new(m, "type", json_string("model"));
+    return m;
+}
+
+struct alias_ctx {
+    const json_t *by_id;
+    json_t *data;
+};
+
+static void add_alias(const char *alias, const char *target, void *userdata)
+{
+    struct alias_ctx *c = userdata;
+    const json_t *item = json_object_get(c->by_id, target);
+    json_t *m;
+
+    if (json_object_get(c->by_id, alias))
+        return; /* a real model of that name is listed already */
+    if (item)
+        m = model_superset(item, alias);
+    else {
+        json_t *stub =
+            json_pack("{s:s,s:s,s:s}", "type", "model", "id", target, "display_name", target);
+        m = stub ? model_superset(stub, alias) : NULL;
+        json_decref(stub);
+    }
+    if (m)
+        json_array_append_new(c->data, m);
+}
+
+json_t *models_superset_list(struct server *s, const json_t *page)
+{
+    json_auto_t *by_id = json_object();
+    json_t *data = json_array(), *item, *out;
+    struct alias_ctx c = {.by_id = by_id, .data = data};
+    size_t i;
+
+    if (!by_id || !data) {
+        json_decref(data);
+        return NULL;
+    }
+    json_array_foreach (json_object_get(page, "data"), i, item) {
+        const char *id = json_string_value(json_object_get(item, "id"));
+        json_t *m = model_superset(item, NULL);
+
+        if (!id || !m) {
+            json_decref(m);
+            continue;
+        }
+        json_object_set(by_id, id, item);
+        json_array_append_new(data, m);
+    }
+    /* The page also refreshes the capabilities the translator uses. */
+    if (json_object_size(by_id) > 0) {
+        json_decref(s->model_caps);
+        s->model_caps = json_incref(by_id);
+    }
+    model_map_aliases(&s->model_map, add_alias, &c);
+
+    out = json_pack("{s:s,s:o,s:b}", "object", "list", "data", data, "has_more", 0);
+    if (out && json_array_size(data) > 0) {
+        json_object_set(out, "first_id", json_object_get(json_array_get(data, 0), "id"));
+        json_object_set(out, "last_id",
+                        json_object_get(json_array_get(data, json_array_size(data) - 1), "id"));
+    }
+    return out;
+}
+
+json_t *models_superset_item(const json_t *item, const char *alias)
+{
+    return model_superset(item, alias);
 }

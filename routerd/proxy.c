@@ -587,7 +587,7 @@ int proxy_upstream_start(struct request *req, const char *path, bool post)
     if (r < 0)
         return 0; /* answered */
 
-    query = strchr(req->uri, '?');
+    query = req->translate ? NULL : strchr(req->uri, '?'); /* a translated request is ours */
     if (asprintf(&url, "%s%s%s", s->upstream_base, path, query ? query : "") < 0)
         return -ENOMEM;
 
@@ -800,10 +800,13 @@ static int request_dispatch(struct request *req)
     case ROUTE_MODEL:
         if (!get)
             return http_reply_error(req, 405, "Use GET for /v1/models.");
+        if (req->route == ROUTE_MODEL && !model_id_valid(req->model))
+            return http_reply_error(req, 404, "No such model.");
+        /* Anthropic clients get the upstream's pages as they are; others the superset list. */
+        if (req->format == API_FORMAT_OPENAI)
+            return chat_models_begin(req);
         if (req->route == ROUTE_MODELS)
             return proxy_upstream_start(req, "/v1/models", false);
-        if (!model_id_valid(req->model))
-            return http_reply_error(req, 404, "No such model.");
         snprintf(path, sizeof path, "/v1/models/%s", req->model);
         return proxy_upstream_start(req, path, false);
 

@@ -72,7 +72,8 @@ struct request {
     int64_t max_tokens;
     bool stream;
 
-    bool translate; /* /v1/chat/completions: the answer goes through chat.c */
+    bool translate;   /* the answer goes through chat.c: /v1/chat/completions, OpenAI /v1/models */
+    bool models_list; /* translate: GET /v1/models for an OpenAI client (models.c's superset) */
     struct translate_context tctx;
     struct chunk_stream *chunks; /* the streaming answer's translator, once a stream started */
 
