@@ -65,6 +65,15 @@ static const struct conf_key router_keys[] = {
         "Silence allowed in the middle of an upstream response before it is cut"),
     KEY("drain_timeout", CONF_DURATION, drain_timeout, "90s", 0, SEC(3600),
         "On SIGTERM, time in-flight requests get to finish"),
+    KEY("mappings", CONF_STRING, mappings, ".router-mappings.json", 0, 0,
+        "Model mappings file (anthropic-max-router's format); a missing file means none"),
+    KEY("default_model", CONF_STRING, default_model, NULL, 0, 0,
+        "Model for OpenAI model names no mapping covers; env ANTHROPIC_DEFAULT_MODEL"),
+    KEY("openai_keepalive_interval", CONF_DURATION, openai_keepalive_interval, "15s", 0, SEC(300),
+        "SSE comment sent on a silent /v1/chat/completions stream; 0 turns it off"),
+    KEY("openai_overloaded_as_503", CONF_BOOL, openai_overloaded_as_503, "no", 0, 0,
+        "Answer OpenAI clients 503 instead of Anthropic's 529 (for clients that only retry 5xx"
+        " up to 504)"),
 };
 
 const struct conf_table router_config_table = {router_keys, ELEMENTSOF(router_keys)};
@@ -84,6 +93,7 @@ enum {
     OPT_SET,
     OPT_CHECK,
     OPT_DUMP,
+    OPT_MAPPINGS,
 };
 
 static const struct option options[] = {
@@ -100,6 +110,7 @@ static const struct option options[] = {
     {"disable-bearer-passthrough", no_argument, NULL, OPT_DISABLE_PASSTHROUGH},
     {"allow-unauthenticated", no_argument, NULL, OPT_ALLOW_UNAUTH},
     {"set", required_argument, NULL, OPT_SET},
+    {"mappings", required_argument, NULL, OPT_MAPPINGS},
     {"check-config", no_argument, NULL, OPT_CHECK},
     {"dump-config", no_argument, NULL, OPT_DUMP},
     {"quiet", no_argument, NULL, 'q'},
@@ -124,6 +135,7 @@ void router_config_help(FILE *f)
             "https://api.anthropic.com)\n"
             "      --config FILE             Configuration file (default %s)\n"
             "      --api-key-file FILE       Read the router's Anthropic API key from FILE\n"
+            "      --mappings FILE           Model mappings (default ./.router-mappings.json)\n"
             "      --enable-anthropic        Serve /v1/messages (default)\n"
             "      --disable-anthropic       Do not serve /v1/messages\n"
             "      --enable-openai           Serve /v1/chat/completions (default)\n"
@@ -143,8 +155,8 @@ void router_config_help(FILE *f)
             "  -v, --version                 Show the version\n"
             "\n"
             "Environment: ANTHROPIC_API_KEY (the router's key; wiped from the environment once\n"
-            "read), ROUTER_PORT, CREDENTIALS_DIRECTORY (systemd credential "
-            "'anthropic-api-key').\n",
+            "read), ROUTER_PORT, ANTHROPIC_DEFAULT_MODEL, CREDENTIALS_DIRECTORY (systemd\n"
+            "credential 'anthropic-api-key').\n",
             ROUTERD_DEFAULT_CONFIG);
 }
 
@@ -192,6 +204,8 @@ static int apply_option(struct router_config *cfg, int c, const char *arg)
         return set_or_complain(cfg, "--upstream", "upstream", arg);
     case OPT_API_KEY_FILE:
         return set_or_complain(cfg, "--api-key-file", "api_key_file", arg);
+    case OPT_MAPPINGS:
+        return set_or_complain(cfg, "--mappings", "mappings", arg);
     case OPT_ENABLE_ALL: {
         int r = set_or_complain(cfg, "command line", "enable_anthropic", "yes");
         return r < 0 ? r : set_or_complain(cfg, "command line", "enable_openai", "yes");
@@ -277,6 +291,12 @@ int router_config_load(int argc, char **argv, struct router_config *cfg,
         return r;
     }
 
+    e = getenv("ANTHROPIC_DEFAULT_MODEL");
+    if (e && *e) {
+        r = set_or_complain(cfg, "ANTHROPIC_DEFAULT_MODEL", "default_model", e);
+        if (r < 0)
+            return r;
+    }
     e = getenv("ROUTER_PORT");
     if (e && *e) {
         r = set_or_complain(cfg, "ROUTER_PORT", "port", e);

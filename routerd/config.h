@@ -39,6 +39,10 @@ struct router_config {
     uint64_t upstream_first_byte_timeout;
     uint64_t upstream_idle_timeout;
     uint64_t drain_timeout;
+    char *mappings;
+    char *default_model;
+    uint64_t openai_keepalive_interval;
+    bool openai_overloaded_as_503;
 };
 
 extern const struct conf_table router_config_table;

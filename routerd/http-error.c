@@ -82,13 +82,12 @@ char *error_body_new(enum api_format fmt, unsigned status, const char *type, con
     return json_dumps(root, JSON_COMPACT);
 }
 
-int http_reply_error_param(struct request *req, unsigned status, const char *message,
-                           const char *param)
+int http_reply_error_openai(struct request *req, unsigned status, const char *message,
+                            const char *param, const char *code)
 {
     _cleanup_free_ char *body = NULL;
-    const char *code = NULL;
 
-    if (req->format == API_FORMAT_OPENAI)
+    if (req->format == API_FORMAT_OPENAI && !code)
         code = openai_error_code_for_status(status);
     body = error_body_new(req->format, status, NULL, message, param, code, req->id);
     if (!body)
@@ -96,6 +95,12 @@ int http_reply_error_param(struct request *req, unsigned status, const char *mes
     req->router_error = true;
     snprintf(req->error_text, sizeof req->error_text, "%s", message);
     return request_reply_buffer(req, status, "application/json", TAKE_PTR(body));
+}
+
+int http_reply_error_param(struct request *req, unsigned status, const char *message,
+                           const char *param)
+{
+    return http_reply_error_openai(req, status, message, param, NULL);
 }
 
 int http_reply_error(struct request *req, unsigned status, const char *message)

@@ -29,3 +29,6 @@ int http_reply_error(struct request *req, unsigned status, const char *message);
 /* The same with an explicit OpenAI param (validation errors name the field). */
 int http_reply_error_param(struct request *req, unsigned status, const char *message,
                            const char *param);
+/* The same with an explicit OpenAI param and code (NULL: by status). */
+int http_reply_error_openai(struct request *req, unsigned status, const char *message,
+                            const char *param, const char *code);

@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "chat.h"
 #include "log.h"
 #include "proxy.h"
 #include "reqlog.h"
@@ -153,6 +154,7 @@ static struct request *request_free(struct request *req)
         return NULL;
     s = req->server;
     upstream_release(req);
+    chat_request_done(req);
     req->hup_watch = sd_event_source_disable_unref(req->hup_watch);
     if (req->prev)
         req->prev->next = req->next;
@@ -181,7 +183,7 @@ static void request_suspend(struct request *req)
 
 /* Resumes a suspended connection and has MHD run soon (never from here: we may be inside a curl
  * callback). */
-static void request_wake(struct request *req)
+void request_wake(struct request *req)
 {
     if (!req->suspended)
         return;
@@ -190,6 +192,39 @@ static void request_wake(struct request *req)
         sd_event_source_set_enabled(req->hup_watch, SD_EVENT_OFF);
     MHD_resume_connection(req->connection);
     server_schedule_mhd(req->server);
+}
+
+/* The upstream's headers that the client gets. Pass-through: as they came. Translated answers:
+ * the request id (also as x-request-id, which the OpenAI SDKs report) and the retry hints; the
+ * rate-limit counts under OpenAI's names; no content-type or other anthropic-* headers. */
+static void response_add_upstream_headers(struct request *req, struct MHD_Response *resp)
+{
+    static const struct {
+        const char *from, *to;
+    } openai_names[] = {
+        {"anthropic-ratelimit-requests-limit", "x-ratelimit-limit-requests"},
+        {"anthropic-ratelimit-requests-remaining", "x-ratelimit-remaining-requests"},
+        {"anthropic-ratelimit-tokens-limit", "x-ratelimit-limit-tokens"},
+        {"anthropic-ratelimit-tokens-remaining", "x-ratelimit-remaining-tokens"},
+        {"request-id", "x-request-id"},
+    };
+
+    for (size_t i = 0; i < req->response_headers.len;) {
+        const char *name = req->response_headers.data + i;
+        const char *value = name + strlen(name) + 1;
+
+        i = (size_t)(value + strlen(value) + 1 - req->response_headers.data);
+        if (!req->translate) {
+            MHD_add_response_header(resp, name, value);
+            continue;
+        }
+        for (size_t k = 0; k < ELEMENTSOF(openai_names); k++)
+            if (strcmp(name, openai_names[k].from) == 0)
+                MHD_add_response_header(resp, openai_names[k].to, value);
+        if (strcmp(name, "request-id") == 0 || strcmp(name, "retry-after") == 0 ||
+            strcmp(name, "retry-after-ms") == 0 || strcmp(name, "x-should-retry") == 0)
+            MHD_add_response_header(resp, name, value);
+    }
 }
 
 static void response_add_common_headers(struct request *req, struct MHD_Response *resp)
@@ -210,6 +245,8 @@ int request_reply_buffer(struct request *req, unsigned status, const char *conte
         return -ENOMEM;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (req->headers_done)
+        response_add_upstream_headers(req, resp);
     response_add_common_headers(req, resp);
     if (status == 405)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
@@ -234,6 +271,10 @@ static void request_fail_midstream(struct request *req, const char *message)
     _cleanup_free_ char *body = NULL;
 
     snprintf(req->error_text, sizeof req->error_text, "%s", message);
+    if (req->translate) {
+        chat_finish(req, false, message);
+        return;
+    }
     if (!req->sse) {
         req->upstream_failed = true; /* a truncated JSON body: close without completing it */
         return;
@@ -277,6 +318,7 @@ static ssize_t response_reader(void *cls, uint64_t pos, char *buf, size_t max)
 
         memcpy(buf, req->out.data, n);
         buf_consume(&req->out, n);
+        req->t_last_sent = now_usec();
         if (req->upstream_paused && req->out.len < OUT_LOW && req->easy) {
             req->upstream_paused = false;
             curl_easy_pause(req->easy, CURLPAUSE_CONT);
@@ -311,17 +353,16 @@ static int upstream_queue_response(struct request *req)
     uint64_t size = MHD_SIZE_UNKNOWN;
     enum MHD_Result ok;
 
-    if (!req->sse && req->content_length >= 0)
+    if (!req->sse && req->content_length >= 0 && !req->translate)
         size = (uint64_t)req->content_length;
     resp = MHD_create_response_from_callback(size, 16 * 1024, response_reader, req, NULL);
     if (!resp)
         return -ENOMEM;
-    for (size_t i = 0; i < req->response_headers.len;) {
-        const char *name = req->response_headers.data + i;
-        const char *value = name + strlen(name) + 1;
-
-        MHD_add_response_header(resp, name, value);
-        i = (size_t)(value + strlen(value) + 1 - req->response_headers.data);
+    response_add_upstream_headers(req, resp);
+    if (req->translate) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        MHD_add_response_header(resp, "x-accel-buffering", "no");
     }
     response_add_common_headers(req, resp);
     ok = MHD_queue_response(req->connection, req->upstream_status, resp);
@@ -358,6 +399,8 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *userd
         req->t_first_byte = req->t_last_byte = now_usec();
         if (req->client_gone)
             return 0;
+        if (req->translate && !chat_stream_starts(req))
+            return len; /* buffered until complete, then translated */
         return upstream_queue_response(req) < 0 ? 0 : len;
     }
 
@@ -413,9 +456,15 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *userdat
         req->upstream_paused = true;
         return CURL_WRITEFUNC_PAUSE;
     }
+    req->t_last_byte = now_usec();
+    if (req->translate) {
+        if (chat_on_body(req, p, len) < 0)
+            return 0;
+        request_wake(req);
+        return len;
+    }
     if (buf_append(&req->out, p, len) < 0)
         return 0;
-    req->t_last_byte = now_usec();
     if (req->sse)
         sse_scanner_feed(&req->scanner, p, len);
     if (!req->sse || req->server->cfg->log_mode == LOG_MODE_VERBOSE)
@@ -446,6 +495,8 @@ void proxy_upstream_done(struct request *req, CURLcode result)
         snprintf(msg, sizeof msg, "Upstream connection lost mid-response: %s",
                  curl_easy_strerror(result));
         request_fail_midstream(req, msg);
+    } else if (req->translate && req->headers_done) {
+        chat_finish(req, true, NULL);
     } else if (!req->responded) {
         (void)http_reply_error(req, 502, "The upstream closed the connection without an answer.");
         return;
@@ -522,7 +573,7 @@ static int request_credential(struct request *req, const char **ret_key, size_t 
     return 0;
 }
 
-static int upstream_start(struct request *req, const char *path, bool post)
+int proxy_upstream_start(struct request *req, const char *path, bool post)
 {
     struct server *s = req->server;
     _cleanup_free_ char *url = NULL;
@@ -536,7 +587,7 @@ static int upstream_start(struct request *req, const char *path, bool post)
     if (r < 0)
         return 0; /* answered */
 
-    query = strchr(req->uri, '?');
+    query = req->translate ? NULL : strchr(req->uri, '?'); /* a translated request is ours */
     if (asprintf(&url, "%s%s%s", s->upstream_base, path, query ? query : "") < 0)
         return -ENOMEM;
 
@@ -551,8 +602,14 @@ static int upstream_start(struct request *req, const char *path, bool post)
     if (!l)
         return -ENOMEM;
     req->upstream_headers = l;
-    if (MHD_get_connection_values(req->connection, MHD_HEADER_KIND, collect_forward_header, req) <
-        0)
+    if (req->translate) {
+        /* A translated request is ours: a fixed API version, and no client header upstream. */
+        l = curl_slist_append(req->upstream_headers, "anthropic-version: 2023-06-01");
+        if (!l)
+            return -ENOMEM;
+        req->upstream_headers = l;
+    } else if (MHD_get_connection_values(req->connection, MHD_HEADER_KIND, collect_forward_header,
+                                         req) < 0)
         return -ENOMEM;
     if (post && !header(req, MHD_HTTP_HEADER_CONTENT_TYPE) &&
         !(l = curl_slist_append(req->upstream_headers, "content-type: application/json")))
@@ -736,19 +793,22 @@ static int request_dispatch(struct request *req)
         if (r < 0)
             return 0; /* answered */
         reqlog_start(req);
-        return upstream_start(
+        return proxy_upstream_start(
             req, req->route == ROUTE_MESSAGES ? "/v1/messages" : "/v1/messages/count_tokens", true);
 
     case ROUTE_MODELS:
     case ROUTE_MODEL:
         if (!get)
             return http_reply_error(req, 405, "Use GET for /v1/models.");
-        if (req->route == ROUTE_MODELS)
-            return upstream_start(req, "/v1/models", false);
-        if (!model_id_valid(req->model))
+        if (req->route == ROUTE_MODEL && !model_id_valid(req->model))
             return http_reply_error(req, 404, "No such model.");
+        /* Anthropic clients get the upstream's pages as they are; others the superset list. */
+        if (req->format == API_FORMAT_OPENAI)
+            return chat_models_begin(req);
+        if (req->route == ROUTE_MODELS)
+            return proxy_upstream_start(req, "/v1/models", false);
         snprintf(path, sizeof path, "/v1/models/%s", req->model);
-        return upstream_start(req, path, false);
+        return proxy_upstream_start(req, path, false);
 
     case ROUTE_CHAT:
         if (!cfg->enable_openai)
@@ -757,9 +817,7 @@ static int request_dispatch(struct request *req)
                                     "(--disable-openai).");
         if (!post)
             return http_reply_error(req, 405, "Use POST for /v1/chat/completions.");
-        return http_reply_error(req, 501,
-                                "/v1/chat/completions is not available in this version of "
-                                "dualroute yet; use /v1/messages.");
+        return chat_begin(req);
 
     default:
         snprintf(msg, sizeof msg, "Not found: %s %.120s", req->method, req->uri);
@@ -897,6 +955,8 @@ void proxy_sweep(struct server *s, uint64_t now)
                 upstream_abort(req, 504, msg);
             }
         }
+        if (req->chunks && req->upstream == UPSTREAM_RUNNING)
+            chat_keepalive(req, now);
         if (req->suspended)
             request_watch_hangup(req);
     }

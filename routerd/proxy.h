@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "client-key.h"
 #include "http-error.h"
+#include "translate.h"
 #include "usage.h"
 
 struct server;
@@ -66,9 +67,15 @@ struct request {
     struct buf body;
     bool body_too_large;
 
-    char model[128];
+    char model[128];           /* the upstream model */
+    char model_requested[200]; /* for /v1/chat/completions: what the client asked, if mapped */
     int64_t max_tokens;
     bool stream;
+
+    bool translate;   /* the answer goes through chat.c: /v1/chat/completions, OpenAI /v1/models */
+    bool models_list; /* translate: GET /v1/models for an OpenAI client (models.c's superset) */
+    struct translate_context tctx;
+    struct chunk_stream *chunks; /* the streaming answer's translator, once a stream started */
 
     enum client_key_kind key_kind;
     bool key_passthrough;
@@ -91,7 +98,7 @@ struct request {
     struct usage usage;
     sd_event_source *hup_watch;
 
-    uint64_t t_start, t_upstream, t_first_byte, t_last_byte;
+    uint64_t t_start, t_upstream, t_first_byte, t_last_byte, t_last_sent;
 };
 
 /* MHD callbacks (cls is the struct server). */
@@ -111,6 +118,12 @@ void proxy_sweep(struct server *s, uint64_t now);
 /* Ends every upstream transfer with a "shutting down" error (drain timeout). */
 void proxy_abort_all(struct server *s);
 
-/* Queues a complete response (steals body) and resumes the connection if suspended. */
+/* Queues a complete response (steals body) and resumes the connection if suspended. Once the
+ * upstream has answered, its forwarded headers go along. */
 int request_reply_buffer(struct request *req, unsigned status, const char *content_type,
                          char *body);
+/* Resumes a suspended connection and schedules MHD (safe from inside curl callbacks). */
+void request_wake(struct request *req);
+/* Sends req->body to the upstream path (POST) or GETs it, with the credential req is entitled
+ * to, and suspends the connection. Answers 401 itself when there is no credential. */
+int proxy_upstream_start(struct request *req, const char *path, bool post);

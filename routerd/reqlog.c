@@ -60,9 +60,10 @@ void reqlog_start(const struct request *req)
 
     if (mode < LOG_MODE_NORMAL)
         return;
-    log_info("[%s] %s %s [%s] model=%s max_tokens=%" PRId64 " stream=%s", req->id, req->method,
-             req->uri, route_tag(req), req->model[0] ? req->model : "-", req->max_tokens,
-             req->stream ? "yes" : "no");
+    log_info("[%s] %s %s [%s] model=%s%s%s%s max_tokens=%" PRId64 " stream=%s", req->id,
+             req->method, req->uri, route_tag(req), req->model[0] ? req->model : "-",
+             req->model_requested[0] ? " (mapped from " : "", req->model_requested,
+             req->model_requested[0] ? ")" : "", req->max_tokens, req->stream ? "yes" : "no");
     if (mode == LOG_MODE_VERBOSE)
         log_body(req, "Request body", req->body.data, req->body.len);
 }

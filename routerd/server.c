@@ -22,6 +22,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "models.h"
 #include "proxy.h"
 #include "secret.h"
 #include "server.h"
@@ -107,6 +108,10 @@ static void curl_check_done(struct server *s)
 
         if (m->msg != CURLMSG_DONE)
             continue;
+        if (models_owns(s, m->easy_handle)) {
+            models_transfer_done(s, m->data.result);
+            continue;
+        }
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&req);
         if (req)
             proxy_upstream_done(req, m->data.result);
@@ -490,6 +495,41 @@ static int upstream_parse(struct server *s, const char *url)
     return 0;
 }
 
+/* The model mappings of standalone mode: the mappings file (a missing one means none) and the
+ * default model. */
+static int server_load_mappings(struct server *s)
+{
+    struct parse_error err = {};
+    int r;
+
+    if (s->cfg->mappings) {
+        r = model_map_load_file(&s->model_map, s->cfg->mappings, &err);
+        if (r == -ENOENT)
+            log_debug("No model mappings file '%s'.", s->cfg->mappings);
+        else if (r < 0)
+            return log_error_errno(r, "Invalid model mappings: %s", err.text);
+        else
+            log_info("Loaded %zu model mappings from '%s'.", s->model_map.n_entries,
+                     s->cfg->mappings);
+    }
+    r = model_map_set_default(&s->model_map, s->cfg->default_model);
+    if (r < 0)
+        return log_error_errno(r, "Invalid default model '%s': not a model id.",
+                               s->cfg->default_model);
+    return 0;
+}
+
+void server_model_caps(struct server *s, const char *model, struct model_info *info)
+{
+    json_t *item;
+
+    if (!model || !s->model_caps)
+        return;
+    item = json_object_get(s->model_caps, model);
+    if (item)
+        model_info_merge_json(info, item);
+}
+
 int server_new(sd_event *e, const struct router_config *cfg, struct secret *api_key,
                struct server **ret)
 {
@@ -511,6 +551,12 @@ int server_new(sd_event *e, const struct router_config *cfg, struct secret *api_
         return r;
 
     r = upstream_parse(s, cfg->upstream);
+    if (r < 0)
+        return r;
+
+    s->translate_options = TRANSLATE_OPTIONS_DEFAULT;
+    s->translate_options.overloaded_as_503 = cfg->openai_overloaded_as_503;
+    r = server_load_mappings(s);
     if (r < 0)
         return r;
 
@@ -572,6 +618,7 @@ struct server *server_free(struct server *s)
     if (s->listen_fd >= 0)
         close(s->listen_fd);
 
+    models_free(s);
     for (size_t i = 0; i < s->n_easy_pool; i++)
         curl_easy_cleanup(s->easy_pool[i]);
     if (s->multi)
@@ -581,6 +628,8 @@ struct server *server_free(struct server *s)
 
     secret_free(s->api_key);
     free(s->upstream_base);
+    model_map_done(&s->model_map);
+    json_decref(s->model_caps);
     sd_event_unref(s->event);
     return mfree(s);
 }

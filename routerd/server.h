@@ -11,10 +11,13 @@
 
 #include "config.h"
 #include "macro.h"
+#include "model-map.h"
+#include "translate.h"
 
 struct request;
 struct secret;
 struct client_conn;
+struct models_fetch;
 
 #define EASY_POOL_MAX 256
 
@@ -44,6 +47,12 @@ struct server {
     struct client_conn *conns; /* every open client connection */
     size_t n_conns;
 
+    struct model_map model_map;
+    struct translate_options translate_options;
+    json_t *model_caps; /* model id -> GET /v1/models item, from the upstream */
+    struct models_fetch *models_fetch;
+    sd_event_source *models_timer;
+
     uint64_t id_seed, id_counter;
     bool draining;
     bool drain_forced;
@@ -70,3 +79,6 @@ void server_request_gone(struct server *s);
 CURL *server_easy_get(struct server *s);
 /* Returns a handle (already removed from the multi) to the pool. */
 void server_easy_put(struct server *s, CURL *e);
+
+/* Completes info with what the upstream's model list says about model (NULL: nothing). */
+void server_model_caps(struct server *s, const char *model, struct model_info *info);
