@@ -608,6 +608,14 @@ int proxy_upstream_start(struct request *req, const char *path, bool post)
         if (!l)
             return -ENOMEM;
         req->upstream_headers = l;
+        if (req->tctx.anthropic_beta[0]) {
+            _cleanup_free_ char *beta = NULL;
+
+            if (asprintf(&beta, "anthropic-beta: %s", req->tctx.anthropic_beta) < 0 ||
+                !(l = curl_slist_append(req->upstream_headers, beta)))
+                return -ENOMEM;
+            req->upstream_headers = l;
+        }
     } else if (MHD_get_connection_values(req->connection, MHD_HEADER_KIND, collect_forward_header,
                                          req) < 0)
         return -ENOMEM;
