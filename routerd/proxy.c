@@ -619,7 +619,7 @@ int proxy_upstream_start(struct request *req, const char *path, bool post)
     } else if (MHD_get_connection_values(req->connection, MHD_HEADER_KIND, collect_forward_header,
                                          req) < 0)
         return -ENOMEM;
-    if (post && !header(req, MHD_HTTP_HEADER_CONTENT_TYPE) &&
+    if (post && (req->translate || !header(req, MHD_HTTP_HEADER_CONTENT_TYPE)) &&
         !(l = curl_slist_append(req->upstream_headers, "content-type: application/json")))
         return -ENOMEM;
     req->upstream_headers = l ? l : req->upstream_headers;
