@@ -32,6 +32,7 @@
 #include "util.h"
 
 #define OUT_HIGH (64 * 1024)
+#define BUFFERED_MAX (1024 * 1024)
 #define OUT_LOW (16 * 1024)
 #define CAPTURE_MAX (1024 * 1024)
 #define RESPONSE_HEADERS_MAX (16 * 1024)
@@ -401,6 +402,13 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *userd
             return 0;
         if (req->translate && !chat_stream_starts(req))
             return len; /* buffered until complete, then translated */
+        if (!req->translate && !req->sse && req->content_length >= 0 &&
+            req->content_length <= BUFFERED_MAX) {
+            /* A JSON answer of known, modest size goes out in one piece when complete: headers
+             * and body in one send, and a transfer that breaks midway still gets a clean 502. */
+            req->buffered = true;
+            return len;
+        }
         return upstream_queue_response(req) < 0 ? 0 : len;
     }
 
@@ -452,6 +460,10 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *userdat
 
     if (req->client_gone)
         return 0;
+    if (req->buffered) {
+        req->t_last_byte = now_usec();
+        return buf_append(&req->out, p, len) < 0 ? 0 : len;
+    }
     if (req->out.len >= OUT_HIGH) {
         req->upstream_paused = true;
         return CURL_WRITEFUNC_PAUSE;
@@ -474,6 +486,32 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *userdat
     return len;
 }
 
+/* Sends a buffered answer: the upstream's status, forwarded headers and body, in one response. */
+static int upstream_reply_buffered(struct request *req)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ok;
+    size_t len = req->out.len;
+
+    if (req->upstream_status >= 200 && req->upstream_status < 300)
+        (void)usage_from_json(req->out.data ? req->out.data : "", len, &req->usage);
+    if (req->server->cfg->log_mode == LOG_MODE_VERBOSE)
+        (void)buf_append(&req->capture, req->out.data ? req->out.data : "", MIN(len, CAPTURE_MAX));
+    resp = MHD_create_response_from_buffer(len, buf_steal(&req->out), MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        return -ENOMEM;
+    response_add_upstream_headers(req, resp);
+    response_add_common_headers(req, resp);
+    ok = MHD_queue_response(req->connection, req->upstream_status, resp);
+    MHD_destroy_response(resp);
+    if (ok != MHD_YES)
+        return -EIO;
+    req->responded = true;
+    req->status = req->upstream_status;
+    request_wake(req);
+    return 0;
+}
+
 void proxy_upstream_done(struct request *req, CURLcode result)
 {
     char msg[160];
@@ -481,6 +519,18 @@ void proxy_upstream_done(struct request *req, CURLcode result)
     upstream_release(req);
     req->upstream = UPSTREAM_DONE;
     req->curl_result = result;
+
+    if (req->buffered && result == CURLE_OK) {
+        if (upstream_reply_buffered(req) < 0)
+            (void)http_reply_error(req, 500, "Failed to relay the upstream's answer.");
+        return;
+    }
+    if (req->buffered) {
+        snprintf(msg, sizeof msg, "The upstream's answer broke off: %s",
+                 curl_easy_strerror(result));
+        (void)http_reply_error(req, 502, msg);
+        return;
+    }
 
     if (result != CURLE_OK) {
         bool timeout = result == CURLE_OPERATION_TIMEDOUT;

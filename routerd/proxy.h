@@ -89,6 +89,7 @@ struct request {
     bool upstream_paused;
     bool headers_done;
     bool sse;
+    bool buffered; /* a small non-stream answer: collected whole, then sent in one piece */
     int64_t content_length;
     unsigned upstream_status;
     struct buf response_headers; /* "name\0value\0" pairs to forward */

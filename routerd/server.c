@@ -235,7 +235,7 @@ static int on_sweep(sd_event_source *src, uint64_t usec, void *userdata)
 static void server_maybe_exit(struct server *s)
 {
     if (s->draining && s->n_requests == 0) {
-        log_info("All requests finished, exiting.");
+        log_notice("All requests finished, exiting.");
         sd_event_exit(s->event, 0);
     }
 }
@@ -274,8 +274,8 @@ int server_drain(struct server *s)
         return 0;
     s->draining = true;
     (void)sd_notify(false, "STOPPING=1\nSTATUS=Draining in-flight requests");
-    log_info("Stopping: no new connections, draining %zu in-flight requests (up to %llu s).",
-             s->n_requests, (unsigned long long)(s->cfg->drain_timeout / USEC_PER_SEC));
+    log_notice("Stopping: no new connections, draining %zu in-flight requests (up to %llu s).",
+               s->n_requests, (unsigned long long)(s->cfg->drain_timeout / USEC_PER_SEC));
 
     /* MHD hands the listening socket back; closing it makes new connections fail at once. */
     if (s->mhd) {
@@ -394,15 +394,24 @@ static int server_listen(struct server *s)
     return 0;
 }
 
-/* Raises the soft fd limit to the hard limit: 1,000 open streams need about 2,000 fds. */
-static void raise_nofile(void)
+/* Raises the soft fd limit to the hard limit: 1,000 open streams need about 2,000 fds (the
+ * client's and the upstream's). Warns when even that is short of max_connections, since clients
+ * over the limit would wait in the accept queue unanswered. */
+static void raise_nofile(const struct router_config *cfg)
 {
     struct rlimit rl;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->max_connections * 2 + 64)
+        log_warning("The open-file limit (%llu) is too low for max_connections=%lld (each open "
+                    "stream needs two descriptors); raise LimitNOFILE or 'ulimit -n', or lower "
+                    "max_connections.",
+                    (unsigned long long)rl.rlim_cur, (long long)cfg->max_connections);
 }
 
 int server_start(struct server *s)
@@ -410,7 +419,7 @@ int server_start(struct server *s)
     const union MHD_DaemonInfo *info;
     int r;
 
-    raise_nofile();
+    raise_nofile(s->cfg);
     r = server_listen(s);
     if (r < 0)
         return r;
@@ -509,8 +518,8 @@ static int server_load_mappings(struct server *s)
         else if (r < 0)
             return log_error_errno(r, "Invalid model mappings: %s", err.text);
         else
-            log_info("Loaded %zu model mappings from '%s'.", s->model_map.n_entries,
-                     s->cfg->mappings);
+            log_notice("Loaded %zu model mappings from '%s'.", s->model_map.n_entries,
+                       s->cfg->mappings);
     }
     r = model_map_set_default(&s->model_map, s->cfg->default_model);
     if (r < 0)

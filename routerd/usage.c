@@ -182,11 +182,60 @@ void sse_scanner_feed(struct sse_scanner *s, const char *p, size_t n)
     }
 }
 
+/* The last occurrence of needle in p[0..n), or NULL. */
+static const char *memrmem(const char *p, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+
+    if (n < k)
+        return NULL;
+    for (const char *q = p + n - k;; q--) {
+        if (memcmp(q, needle, k) == 0)
+            return q;
+        if (q == p)
+            return NULL;
+    }
+}
+
+/* Fast path for a Message as the API writes it (compact, "usage" its last member): parse only the
+ * value after the last "usage": and the last "stop_reason":. Inside a JSON string a quote is
+ * escaped, so these byte sequences only occur as keys; a tool's input object could hold a "usage"
+ * key of its own, but it comes before the top-level one. Returns false when the shortcut does not
+ * apply, and the caller parses the whole body. */
+static bool usage_from_json_fast(const char *p, size_t n, struct usage *u)
+{
+    const char *k = memrmem(p, n, "\"usage\":");
+    json_t *v;
+
+    if (!k || memmem(p, MIN(n, (size_t)64), "\"type\":\"message\"", 16) == NULL)
+        return false;
+    k += strlen("\"usage\":");
+    v = json_loadb(k, (size_t)(p + n - k), JSON_DISABLE_EOF_CHECK | JSON_DECODE_INT_AS_REAL, NULL);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return false;
+    }
+    usage_merge(u, v);
+    json_decref(v);
+
+    k = memrmem(p, n, "\"stop_reason\":");
+    if (k) {
+        k += strlen("\"stop_reason\":");
+        v = json_loadb(k, (size_t)(p + n - k), JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, NULL);
+        stop_reason_set(u, v);
+        json_decref(v);
+    }
+    u->stopped = true;
+    return true;
+}
+
 int usage_from_json(const char *p, size_t n, struct usage *u)
 {
     json_t *root;
     const char *type;
 
+    if (usage_from_json_fast(p, n, u))
+        return 0;
     root = json_loadb(p, n, JSON_DECODE_INT_AS_REAL, NULL);
     if (!json_is_object(root)) {
         json_decref(root);
