@@ -93,6 +93,9 @@ void proxy_connection(void *cls, struct MHD_Connection *connection, void **socke
     s->n_conns--;
     free(cc);
     *socket_context = NULL;
+    /* At max_connections MHD stops watching the listening socket and looks again only when it
+     * runs: make it run, or a freed slot would go unnoticed while no other connection is busy. */
+    server_schedule_mhd(s);
 }
 
 void *proxy_uri_log(void *cls, const char *uri, struct MHD_Connection *connection)
@@ -314,6 +317,9 @@ static ssize_t response_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct request *req = cls;
 
+    /* A client that left must not get a cleanly ended (truncated) body, nor count as served. */
+    if (req->client_gone)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
     if (req->out.len > 0) {
         size_t n = MIN(max, req->out.len);
 
@@ -329,8 +335,6 @@ static ssize_t response_reader(void *cls, uint64_t pos, char *buf, size_t max)
     if (req->upstream == UPSTREAM_DONE)
         return req->upstream_failed ? MHD_CONTENT_READER_END_WITH_ERROR
                                     : MHD_CONTENT_READER_END_OF_STREAM;
-    if (req->client_gone)
-        return MHD_CONTENT_READER_END_WITH_ERROR;
     request_suspend(req);
     return 0;
 }
@@ -725,6 +729,12 @@ static int messages_peek(struct request *req)
 
     root = json_loadb(req->body.data ? req->body.data : "", req->body.len, JSON_DECODE_INT_AS_REAL,
                       &jerr);
+    if (!root && json_error_code(&jerr) == json_error_numeric_overflow) {
+        /* A number beyond a double (1e400) is still JSON; the upstream judges it. The body goes
+         * out unpeeked: no model in the log, and the answer's type tells whether it streams. */
+        log_debug("[%s] Body has a number too large to peek at; forwarding it as is.", req->id);
+        return 0;
+    }
     if (!root) {
         snprintf(msg, sizeof msg, "The request body is not valid JSON: %s (line %d, column %d)",
                  jerr.text, jerr.line, jerr.column);
@@ -896,8 +906,14 @@ enum MHD_Result proxy_access(void *cls, struct MHD_Connection *connection, const
     if (!req->started) {
         req->started = true;
         r = request_begin(req, url, method);
-        if (req->route == ROUTE_MODEL)
-            snprintf(req->model, sizeof req->model, "%s", url + strlen("/v1/models/"));
+        if (req->route == ROUTE_MODEL) {
+            /* The id from the raw URI, undecoded: a %00 or %2F must not change what is asked
+             * upstream; model_id_valid() refuses the '%'. */
+            const char *id = req->uri + strlen("/v1/models/");
+            size_t n = strcspn(id, "?");
+
+            snprintf(req->model, sizeof req->model, "%.*s", (int)MIN(n, sizeof req->model - 1), id);
+        }
         return r < 0 ? MHD_NO : MHD_YES;
     }
 
