@@ -231,33 +231,17 @@ static void response_add_upstream_headers(struct request *req, struct MHD_Respon
     }
 }
 
-static void response_add_common_headers(struct request *req, struct MHD_Response *resp)
+/* Queues resp (consumed either way) with routerd's own headers, after the upstream's when it has
+ * answered, and resumes the connection. The one place a response leaves for the client. */
+static int request_queue(struct request *req, unsigned status, struct MHD_Response *resp)
 {
+    enum MHD_Result ok;
+
+    if (req->headers_done)
+        response_add_upstream_headers(req, resp);
     MHD_add_response_header(resp, "x-dualroute-request-id", req->id);
     if (req->server->draining)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-}
-
-int request_reply_buffer(struct request *req, unsigned status, const char *content_type, char *body)
-{
-    struct MHD_Response *resp;
-    enum MHD_Result ok;
-
-    resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(body);
-        return -ENOMEM;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    if (req->headers_done)
-        response_add_upstream_headers(req, resp);
-    response_add_common_headers(req, resp);
-    if (status == 405)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-                                req->route == ROUTE_MODELS || req->route == ROUTE_MODEL ||
-                                        req->route == ROUTE_HEALTH
-                                    ? "GET"
-                                    : "POST");
     ok = MHD_queue_response(req->connection, status, resp);
     MHD_destroy_response(resp);
     if (ok != MHD_YES)
@@ -266,6 +250,25 @@ int request_reply_buffer(struct request *req, unsigned status, const char *conte
     req->status = status;
     request_wake(req);
     return 0;
+}
+
+int request_reply_buffer(struct request *req, unsigned status, const char *content_type, char *body)
+{
+    struct MHD_Response *resp;
+
+    resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return -ENOMEM;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (status == 405)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+                                req->route == ROUTE_MODELS || req->route == ROUTE_MODEL ||
+                                        req->route == ROUTE_HEALTH
+                                    ? "GET"
+                                    : "POST");
+    return request_queue(req, status, resp);
 }
 
 /* Appends an Anthropic SSE error event, so a stream that breaks ends in an error the SDKs raise
@@ -356,28 +359,18 @@ static int upstream_queue_response(struct request *req)
 {
     struct MHD_Response *resp;
     uint64_t size = MHD_SIZE_UNKNOWN;
-    enum MHD_Result ok;
 
     if (!req->sse && req->content_length >= 0 && !req->translate)
         size = (uint64_t)req->content_length;
     resp = MHD_create_response_from_callback(size, 16 * 1024, response_reader, req, NULL);
     if (!resp)
         return -ENOMEM;
-    response_add_upstream_headers(req, resp);
     if (req->translate) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         MHD_add_response_header(resp, "x-accel-buffering", "no");
     }
-    response_add_common_headers(req, resp);
-    ok = MHD_queue_response(req->connection, req->upstream_status, resp);
-    MHD_destroy_response(resp);
-    if (ok != MHD_YES)
-        return -EIO;
-    req->responded = true;
-    req->status = req->upstream_status;
-    request_wake(req);
-    return 0;
+    return request_queue(req, req->upstream_status, resp);
 }
 
 static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *userdata)
@@ -494,7 +487,6 @@ static size_t on_upstream_body(char *p, size_t size, size_t nmemb, void *userdat
 static int upstream_reply_buffered(struct request *req)
 {
     struct MHD_Response *resp;
-    enum MHD_Result ok;
     size_t len = req->out.len;
 
     if (req->upstream_status >= 200 && req->upstream_status < 300)
@@ -504,16 +496,7 @@ static int upstream_reply_buffered(struct request *req)
     resp = MHD_create_response_from_buffer(len, buf_steal(&req->out), MHD_RESPMEM_MUST_FREE);
     if (!resp)
         return -ENOMEM;
-    response_add_upstream_headers(req, resp);
-    response_add_common_headers(req, resp);
-    ok = MHD_queue_response(req->connection, req->upstream_status, resp);
-    MHD_destroy_response(resp);
-    if (ok != MHD_YES)
-        return -EIO;
-    req->responded = true;
-    req->status = req->upstream_status;
-    request_wake(req);
-    return 0;
+    return request_queue(req, req->upstream_status, resp);
 }
 
 void proxy_upstream_done(struct request *req, CURLcode result)
