@@ -177,8 +177,13 @@ static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, v
             r = sd_event_source_set_enabled(src, SD_EVENT_ON);
     } else {
         r = sd_event_add_io(s->event, &src, fd, events, on_curl_io, s);
-        if (r >= 0)
+        if (r >= 0) {
+            /* Upstream sockets before MHD: under saturation MHD always has work pending, and at
+             * equal priority an upstream answer could wait 50-300 ms to be read (measured, p99
+             * at 16 connections 325 ms before, 2.4 ms after). */
+            (void)sd_event_source_set_priority(src, SD_EVENT_PRIORITY_IMPORTANT);
             curl_multi_assign(s->multi, fd, src);
+        }
     }
     if (r < 0)
         log_warning_errno(r, "Failed to watch upstream socket %d: %m", fd);
