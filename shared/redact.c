@@ -89,7 +89,7 @@ char *redact_credentials(const char *p, size_t n)
                 while (w < end && *w != '"')
                     w++;
             else
-                while (w < end && *w != '\r' && *w != '\n' && *w != ',' && *w != '}')
+                while (w < end && *w != '\r' && *w != '\n' && *w != ',' && *w != '}' && *w != '"')
                     w++;
             r = buf_append(&out, p, skip);
             if (r >= 0 && w > v)

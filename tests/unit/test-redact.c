@@ -50,6 +50,12 @@ TEST(secret_fields)
     ASSERT_TRUE(strstr(r, "anthropic-version: 2023-06-01") != NULL);
     free(r);
 
+    /* A header quoted inside a JSON string keeps its closing quote. */
+    r = redact("{\"h\":\"Authorization: Bearer abcdefghijklmnop\",\"n\":1}");
+    ASSERT_TRUE(strstr(r, "abcdefghijklmnop") == NULL);
+    ASSERT_TRUE(strstr(r, "\",\"n\":1}") != NULL);
+    free(r);
+
     r = redact("refresh_token=1//0abcdefgh&x=1");
     ASSERT_TRUE(strstr(r, "0abcdefgh") == NULL);
     free(r);
