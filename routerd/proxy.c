@@ -698,6 +698,9 @@ int proxy_upstream_start(struct request *req, const char *path, bool post)
     req->upstream = UPSTREAM_RUNNING;
     req->t_upstream = now_usec();
     request_suspend(req);
+    /* Start the transfer now instead of on curl's 0 ms timer one loop pass later. Suspended
+     * first: should the transfer fail at once, its error reply resumes the connection. */
+    server_kick_curl(s);
     return 0;
 }
 

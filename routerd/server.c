@@ -34,6 +34,7 @@ static void mhd_rearm(struct server *s);
 
 static void mhd_run(struct server *s)
 {
+    s->mhd_wanted = false;
     MHD_run(s->mhd);
     mhd_rearm(s);
 }
@@ -61,6 +62,7 @@ static int on_mhd_defer(sd_event_source *src, void *userdata)
 
 void server_schedule_mhd(struct server *s)
 {
+    s->mhd_wanted = true;
     if (s->mhd_defer)
         sd_event_source_set_enabled(s->mhd_defer, SD_EVENT_ONESHOT);
 }
@@ -123,6 +125,21 @@ static void curl_action(struct server *s, curl_socket_t fd, int mask)
     int running = 0;
 
     curl_multi_socket_action(s->multi, fd, mask, &running);
+    curl_check_done(s);
+    /* Curl's callbacks resumed connections; now that curl has returned, MHD may run at once
+     * rather than one loop pass later (its defer source then finds nothing to do). */
+    if (s->mhd_wanted && s->mhd) {
+        sd_event_source_set_enabled(s->mhd_defer, SD_EVENT_OFF);
+        mhd_run(s);
+    }
+}
+
+void server_kick_curl(struct server *s)
+{
+    int running = 0;
+
+    sd_event_source_set_enabled(s->curl_defer, SD_EVENT_OFF);
+    curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     curl_check_done(s);
 }
 

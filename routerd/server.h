@@ -30,6 +30,7 @@ struct server {
     uint16_t port;
     sd_event_source *mhd_io, *mhd_timer, *mhd_defer;
     uint64_t mhd_deadline;
+    bool mhd_wanted; /* a connection was resumed: MHD must run soon */
 
     CURLM *multi;
     sd_event_source *curl_timer, *curl_defer;
@@ -72,6 +73,8 @@ int server_drain(struct server *s);
 /* Asks for an MHD_run() from a defer source: after a resume, and never from inside a curl
  * callback (MHD would call the access handler, which may call curl_multi_add_handle). */
 void server_schedule_mhd(struct server *s);
+/* Runs curl's due work now (a transfer just added); never from inside a curl callback. */
+void server_kick_curl(struct server *s);
 /* Called by proxy.c when a request ends, so a drain can finish. */
 void server_request_gone(struct server *s);
 

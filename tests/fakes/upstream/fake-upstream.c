@@ -1145,8 +1145,7 @@ static enum MHD_Result request_dispatch_api(struct request *req, const char *url
         return request_send_error(req, 413, NULL);
 
     if (streq(method, "POST") && req->body.len > 0) {
-        body = json_loadb(req->body.data, req->body.len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
-                          NULL);
+        body = json_loadb(req->body.data, req->body.len, JSON_ALLOW_NUL, NULL);
         if (json_is_object(body) && json_object_get(body, "fake"))
             req->script = json_incref(json_object_get(body, "fake"));
     }
