@@ -1,6 +1,7 @@
--- post.lua: wrk script for run-bench.sh. POSTs one fixed Messages body to /v1/messages.
+-- post.lua: wrk script for run-bench.sh. POSTs one fixed Messages body to /v1/messages, or
+-- (API "openai") one fixed Chat Completions body to /v1/chat/completions.
 --
--- Usage: wrk ... URL -- BODY_FILE
+-- Usage: wrk ... URL -- BODY_FILE [anthropic|openai]
 -- The body comes from a file that benchtool.py wrote, so wrk and the Python clients send the same
 -- bytes. The request is built once in init(); because this script defines no request() function
 -- wrk sends that prebuilt buffer without entering Lua per request. done() prints one line,
@@ -8,14 +9,24 @@
 
 function init(args)
    local path = args[1]
-   if path == nil then
-      io.stderr:write("post.lua: usage: wrk ... URL -- BODY_FILE\n")
+   local api = args[2] or "anthropic"
+   if path == nil or (api ~= "anthropic" and api ~= "openai") then
+      io.stderr:write("post.lua: usage: wrk ... URL -- BODY_FILE [anthropic|openai]\n")
       os.exit(2)
    end
    local f = assert(io.open(path, "rb"))
    local body = f:read("*a")
    f:close()
    wrk.method = "POST"
+   if api == "openai" then
+      -- As the OpenAI SDK sends it: a bearer key, no anthropic-version. routerd ignores a key
+      -- that is not sk-ant-... and uses its own.
+      wrk.path = "/v1/chat/completions"
+      wrk.body = body
+      wrk.headers["content-type"] = "application/json"
+      wrk.headers["authorization"] = "Bearer not-used"
+      return
+   end
    wrk.path = "/v1/messages"
    wrk.body = body
    wrk.headers["content-type"] = "application/json"

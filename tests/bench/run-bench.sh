@@ -6,13 +6,17 @@
 # config from nginx.conf.in) and routerd (--upstream the fake, -q). Then, with every client pinned
 # to another cpu (BENCH_CLIENT_CPU, default 1), it:
 #   1. reads each target's idle RSS and warms every target up;
-#   2. runs wrk (-t1, post.lua, a ~1 KB Messages body) for each mode (json, sse) x connections
-#      (1, 16, 64) x target (direct = the fake, nginx, dualroute), targets interleaved so drift hits
-#      all three alike; around each cell it reads the target's and the fake's utime+stime from
-#      /proc/PID/stat;
+#   2. runs wrk (-t1, post.lua, a ~1 KB Messages body) for each mode (json, sse; opt-in: chat,
+#      chat-sse) x connections (1, 16, 64) x target (direct = the fake, nginx, dualroute), targets
+#      interleaved so drift hits all three alike; around each cell it reads the target's and the
+#      fake's utime+stime from /proc/PID/stat. The chat modes POST an OpenAI body to routerd's
+#      /v1/chat/completions and the equivalent Messages body (the one routerd forwards) to direct
+#      and nginx, after one probe request per target has checked the answers' shape and counted
+#      the events of the fake's default stream;
 #   3. times the first body byte of sequential requests on one keep-alive connection (benchtool.py
 #      ttfb) for each target: a stream whose first event comes 1 ms before the rest (sse-first,
-#      the "first SSE byte" figure), the default 36-event burst (sse) and JSON;
+#      the "first SSE byte" figure), the default 36-event burst (sse) and JSON; with the chat
+#      modes also chat (JSON) and chat-sse-first;
 #   4. reads RSS after the runs, then opens BENCH_STREAMS held-open SSE streams through routerd and
 #      reads its RSS while they are open (benchtool.py streams);
 #   5. prints the table and the target checks and writes the results as JSON (benchtool.py report).
@@ -32,16 +36,18 @@ usage() {
     cat <<EOF
 Usage: $0 [--smoke] [--strict] [--keep] [--routerd PATH] [--fake PATH] [--out FILE]
 
-  --smoke      1 s cells, 1 and 16 connections, JSON only, 100 streams (checks the harness works)
+  --smoke      1 s cells, 1 and 16 connections, json and chat only, 100 streams (checks the
+               harness works)
   --strict     exit 3 when one of dualroute's targets fails
   --keep       keep the work directory (wrk outputs, server logs, cells.jsonl)
   --routerd    routerd binary  (env DUALROUTE_ROUTERD, default build-release/routerd/dualroute-routerd)
   --fake       fake upstream   (env DUALROUTE_FAKE_UPSTREAM, default build-release/tests/fakes/fake-upstream)
   --out        results JSON    (env BENCH_OUT, default ./bench-results.json)
 
-Environment: BENCH_SECONDS (5) per cell, BENCH_CONNS ("1 16 64"), BENCH_MODES ("json sse"),
-BENCH_WARMUP_SECONDS (2), BENCH_TTFB_REQUESTS (2000), BENCH_TTFB_KINDS ("sse-first sse json"),
-BENCH_STREAMS (1000),
+Environment: BENCH_SECONDS (5) per cell, BENCH_CONNS ("1 16 64"), BENCH_MODES ("json sse";
+also chat and chat-sse: OpenAI /v1/chat/completions at routerd), BENCH_WARMUP_SECONDS (2),
+BENCH_TTFB_REQUESTS (2000), BENCH_TTFB_KINDS ("sse-first sse json", plus chat with the chat mode
+and chat-sse-first with chat-sse), BENCH_STREAMS (1000),
 BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_KEEP (0).
 Build the binaries first: cmake --preset release && cmake --build build-release
 EOF
@@ -70,7 +76,7 @@ done
 if ((smoke)); then
     secs=${BENCH_SECONDS:-1}
     conns_list=${BENCH_CONNS:-"1 16"}
-    modes=${BENCH_MODES:-json}
+    modes=${BENCH_MODES:-"json chat"}
     warmup=${BENCH_WARMUP_SECONDS:-1}
     ttfb_n=${BENCH_TTFB_REQUESTS:-300}
     ttfb_kinds=${BENCH_TTFB_KINDS:-"sse-first json"}
@@ -84,6 +90,28 @@ else
     ttfb_kinds=${BENCH_TTFB_KINDS:-"sse-first sse json"}
     n_streams=${BENCH_STREAMS:-1000}
 fi
+for mode in $modes; do
+    case $mode in
+    json | sse | chat | chat-sse) ;;
+    *)
+        echo "run-bench: unknown mode '$mode' in BENCH_MODES (json, sse, chat, chat-sse)" >&2
+        exit 2
+        ;;
+    esac
+done
+# The chat first-byte timings come with the chat modes unless BENCH_TTFB_KINDS says otherwise.
+if [[ -z ${BENCH_TTFB_KINDS:-} ]]; then
+    [[ " $modes " == *" chat "* ]] && ttfb_kinds+=" chat"
+    [[ " $modes " == *" chat-sse "* ]] && ttfb_kinds+=" chat-sse-first"
+fi
+for kind in $ttfb_kinds; do
+    case $kind in
+    sse-first | sse | json | chat | chat-sse-first) ;;
+    *) echo "run-bench: unknown kind '$kind' in BENCH_TTFB_KINDS" >&2; exit 2 ;;
+    esac
+done
+chat_on=0
+[[ " $modes $ttfb_kinds " == *" chat"* ]] && chat_on=1
 ncpu=$(nproc)
 server_cpu=${BENCH_SERVER_CPU:-0}
 client_cpu=${BENCH_CLIENT_CPU:-1}
@@ -218,6 +246,12 @@ check_alive() {
 
 "${tool[@]}" body json >"$work/body-json.json"
 "${tool[@]}" body sse >"$work/body-sse.json"
+# The chat modes: routerd gets the OpenAI body, direct and nginx the Messages body routerd makes of
+# it (byte for byte, so the fake does the same work behind every target).
+for mode in chat chat-sse; do
+    "${tool[@]}" body "$mode" >"$work/body-$mode.json"
+    "${tool[@]}" body "$mode-anthropic" >"$work/body-$mode-anthropic.json"
+done
 
 "${server[@]}" "$fake_bin" --listen 127.0.0.1 --port 0 --no-record \
     >"$work/fake.out" 2>"$work/fake.err" &
@@ -284,6 +318,29 @@ for t in "${targets[@]}"; do
     echo "{\"record\":\"rss\",\"target\":\"$t\",\"when\":\"idle\",\"kb\":$(rss_kb "${pid[$t]}")}" >>"$cells"
 done
 
+# One request per target and chat kind before anything is timed: a 200 that is not a real
+# translation (or a stream without [DONE]) would make the numbers meaningless. The probe of the
+# fake's default stream counts its events for "CPU per upstream event" instead of assuming 36.
+if ((chat_on)); then
+    for kind in chat chat-sse; do
+        for t in "${targets[@]}"; do
+            api=anthropic
+            [[ $t == dualroute ]] && api=openai
+            r=$("${client[@]}" timeout 30 "${tool[@]}" probe --port "${port[$t]}" --kind "$kind" \
+                --api "$api") || die "the $kind probe of $t failed: $r"
+            echo "{\"record\":\"probe\",\"target\":\"$t\",${r#\{}" >>"$cells"
+            if [[ $kind == chat-sse ]]; then
+                case $t in
+                direct) up_events=$(sed -n 's/.*"events": \([0-9]*\).*/\1/p' <<<"$r") ;;
+                dualroute) out_chunks=$(sed -n 's/.*"chunks": \([0-9]*\).*/\1/p' <<<"$r") ;;
+                esac
+            fi
+        done
+    done
+    say "chat probes: the fake's default stream has $up_events events; routerd makes" \
+        "$out_chunks chat.completion.chunk events and [DONE] of them"
+fi
+
 "${tool[@]}" meta "started=$(date -Is)" "smoke=$( ((smoke)) && echo true || echo false)" \
     "seconds=$secs" "ncpu=$ncpu" "server_cpu=$server_cpu" "client_cpu=$client_cpu" \
     "clk_tck=$clk_tck" "ttfb_requests=$ttfb_n" "streams=$n_streams" "routerd=$routerd_bin" \
@@ -294,16 +351,24 @@ done
 
 # --- wrk cells --------------------------------------------------------------------------------
 
-wrk_run() { # wrk_run MODE CONNS SECONDS PORT OUTFILE
+wrk_run() { # wrk_run MODE CONNS SECONDS TARGET OUTFILE
+    local body=$work/body-$1.json path=/v1/messages api=anthropic
+    if [[ $1 == chat* ]]; then
+        if [[ $4 == dualroute ]]; then
+            path=/v1/chat/completions api=openai
+        else
+            body=$work/body-$1-anthropic.json
+        fi
+    fi
     "${client[@]}" timeout $(($3 + 30)) wrk -t1 -c"$2" -d"$3"s --timeout 5s --latency \
-        -s "$here/post.lua" "http://127.0.0.1:$4/v1/messages" -- "$work/body-$1.json" >"$5" 2>&1 ||
+        -s "$here/post.lua" "http://127.0.0.1:${port[$4]}$path" -- "$body" "$api" >"$5" 2>&1 ||
         die "wrk failed: $(tail -3 "$5")"
 }
 
 say "warming up ($warmup s per target and mode at 16 connections)"
 for t in "${targets[@]}"; do
     for mode in $modes; do
-        wrk_run "$mode" 16 "$warmup" "${port[$t]}" "$work/warmup-$t-$mode.txt"
+        wrk_run "$mode" 16 "$warmup" "$t" "$work/warmup-$t-$mode.txt"
     done
 done
 check_alive
@@ -315,7 +380,7 @@ for mode in $modes; do
             read -r b0 a0 < <(cpu_busy_total "$server_cpu")
             t0=$(cpu_ticks "${pid[$t]}")
             f0=$(cpu_ticks "$fake_pid")
-            wrk_run "$mode" "$c" "$secs" "${port[$t]}" "$out_file"
+            wrk_run "$mode" "$c" "$secs" "$t" "$out_file"
             t1=$(cpu_ticks "${pid[$t]}")
             f1=$(cpu_ticks "$fake_pid")
             read -r b1 a1 < <(cpu_busy_total "$server_cpu")
@@ -336,8 +401,11 @@ done
 
 for kind in $ttfb_kinds; do
     for t in "${targets[@]}"; do
+        api=anthropic
+        [[ $kind == chat* && $t == dualroute ]] && api=openai
         r=$("${client[@]}" timeout 300 "${tool[@]}" ttfb --port "${port[$t]}" --kind "$kind" \
-            --fake-port "$fake_port" --requests "$ttfb_n") || die "ttfb client failed against $t"
+            --api "$api" --fake-port "$fake_port" --requests "$ttfb_n") ||
+            die "ttfb client failed against $t"
         echo "{\"record\":\"ttfb\",\"target\":\"$t\",${r#\{}" >>"$cells"
         say "ttfb $kind $t: $r"
     done
