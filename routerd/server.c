@@ -330,7 +330,7 @@ static int on_signal(sd_event_source *src, const struct signalfd_siginfo *si, vo
     return server_drain(s);
 }
 
-static void mhd_logger(void *cls, const char *fmt, va_list ap)
+_printf_(2, 0) static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
     size_t n;
