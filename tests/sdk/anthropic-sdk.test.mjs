@@ -19,10 +19,6 @@
 
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import net from 'node:net';
-import readline from 'node:readline';
 
 import Anthropic, {
   APIConnectionError,
@@ -35,9 +31,16 @@ import Anthropic, {
   RateLimitError,
 } from '@anthropic-ai/sdk';
 
-const ROUTERD = process.env.DUALROUTE_ROUTERD || '/work/main/build/routerd/dualroute-routerd';
-const FAKE_UPSTREAM =
-  process.env.DUALROUTE_FAKE_UPSTREAM || '/work/main/build/tests/fakes/fake-upstream';
+import {
+  assertErrorClass,
+  closedPort,
+  dropEnv,
+  rejection,
+  startFake,
+  startRouterd as startRouterdAt,
+  stopDaemon,
+  waitForLog,
+} from './harness.mjs';
 
 // The router's own key (what routerd sends upstream when the client's key is not an sk-ant key)
 // and a client key that routerd must pass through instead.
@@ -50,156 +53,16 @@ const PARAMS = {
   max_tokens: 256,
   messages: [{ role: 'user', content: 'How does an API router work?' }],
 };
-const START_TIMEOUT_MS = 10_000;
 
 // The SDK reads ANTHROPIC_BASE_URL, ANTHROPIC_CUSTOM_HEADERS, ANTHROPIC_LOG and friends from the
 // environment; none of the caller's may leak into this suite.
-for (const name of Object.keys(process.env)) {
-  if (name.startsWith('ANTHROPIC_')) delete process.env[name];
-}
+dropEnv(/^ANTHROPIC_/);
 
-// ---------------------------------------------------------------------------------------------
-// Daemons
-
-const children = new Set();
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
-
-function childEnv(extra = {}) {
-  const env = { ...process.env };
-  for (const name of ['NOTIFY_SOCKET', 'CREDENTIALS_DIRECTORY', 'ROUTER_PORT', 'DUALROUTE_DEBUG'])
-    delete env[name];
-  return { ...env, ...extra };
-}
-
-/** Starts `path args`, keeps all its output, and resolves once a line of `stream` matches `re`. */
-function startDaemon(name, path, args, { env, stream, re }) {
-  const child = spawn(path, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const daemon = { name, child, log: '', exit: null };
-  const exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      children.delete(child);
-      daemon.exit = { code, signal };
-      resolve(daemon.exit);
-    });
-  });
-  daemon.exited = exited;
-  const ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${name} did not get ready in ${START_TIMEOUT_MS} ms; output:\n${daemon.log}`));
-    }, START_TIMEOUT_MS);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${name} (${path}): ${err.message}`));
-    });
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${code ?? signal}) before it was ready; output:\n${daemon.log}`));
-    });
-    for (const which of ['stdout', 'stderr']) {
-      const lines = readline.createInterface({ input: child[which], crlfDelay: Infinity });
-      lines.on('line', (line) => {
-        daemon.log += `${line}\n`;
-        const m = which === stream && line.match(re);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m);
-        }
-      });
-    }
-  });
-  return { daemon, ready };
-}
-
-async function startFake() {
-  const { daemon, ready } = startDaemon('fake-upstream', FAKE_UPSTREAM, ['--port', '0'], {
-    env: childEnv(),
-    stream: 'stdout',
-    re: /^PORT=(\d+)$/,
-  });
-  const m = await ready;
-  daemon.port = Number(m[1]);
-  daemon.url = `http://127.0.0.1:${daemon.port}`;
-  return daemon;
-}
-
-async function startRouterd(upstreamURL, extraArgs = []) {
-  const { daemon, ready } = startDaemon(
-    'dualroute-routerd',
-    ROUTERD,
-    ['--port', '0', '--upstream', upstreamURL, ...extraArgs],
-    {
-      env: childEnv({ ANTHROPIC_API_KEY: ROUTER_KEY }),
-      stream: 'stderr',
-      re: /listening on http:\/\/127\.0\.0\.1:(\d+)/,
-    },
-  );
-  const m = await ready;
-  daemon.port = Number(m[1]);
-  daemon.url = `http://127.0.0.1:${daemon.port}`;
-  return daemon;
-}
-
-/** SIGTERM, then SIGKILL if it has not gone in `ms`. Resolves to {code, signal}. */
-async function stopDaemon(daemon, ms = 10_000) {
-  if (!daemon) return null;
-  if (daemon.exit) return daemon.exit;
-  daemon.child.kill('SIGTERM');
-  let timer;
-  const killed = new Promise((resolve) => {
-    timer = setTimeout(() => {
-      daemon.child.kill('SIGKILL');
-      resolve();
-    }, ms);
-  });
-  await Promise.race([daemon.exited, killed]);
-  clearTimeout(timer);
-  return daemon.exited;
-}
-
-/** A loopback port that nothing listens on (bound, then released). */
-async function closedPort() {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The fake's control API
-
+// Daemons and the fake's control API: harness.mjs.
 let fake;
 let routerd;
-
-async function fakeControl(method, path, body) {
-  const res = await fetch(`${fake.url}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${path} -> ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-const fakeQueue = (scripts) => fakeControl('POST', '/_fake/queue', scripts);
-const fakeRequests = () => fakeControl('GET', '/_fake/requests');
-const fakeStats = () => fakeControl('GET', '/_fake/stats');
-
-/** The fake's record of the API request that it answered with request-id `requestId`. */
-async function fakeRecord(requestId) {
-  const m = /^req_fake_(\d+)$/.exec(requestId ?? '');
-  assert.ok(m, `not a request id of the fake: ${requestId}`);
-  const record = (await fakeRequests()).find((r) => r.id === Number(m[1]));
-  assert.ok(record, `the fake has no record of ${requestId}`);
-  return record;
-}
+const startRouterd = (upstreamURL, extraArgs) =>
+  startRouterdAt(upstreamURL, extraArgs, { apiKey: ROUTER_KEY });
 
 // ---------------------------------------------------------------------------------------------
 // Clients
@@ -225,24 +88,6 @@ function client(options = {}) {
     fetch: recordingFetch,
     ...options,
   });
-}
-
-/** Awaits `promise`, which must reject, and returns what it rejected with. */
-async function rejection(promise, what = 'the call') {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  assert.fail(`${what} succeeded; an error was expected`);
-}
-
-function assertErrorClass(err, Class, status) {
-  assert.ok(
-    err instanceof Class,
-    `expected ${Class.name}, got ${err?.constructor?.name}: ${err?.message}\n${err?.stack}`,
-  );
-  assert.equal(err.status, status);
 }
 
 // SSE helpers for scripted streams
@@ -316,7 +161,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
   });
 
   beforeEach(async () => {
-    await fakeControl('DELETE', '/_fake/queue');
+    await fake.control('DELETE', '/_fake/queue');
     sent.length = 0;
   });
 
@@ -352,7 +197,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
     const out = sent[0];
     assert.equal(out.url, `${routerd.url}/v1/messages`);
     assert.equal(out.headers.get('authorization'), 'Bearer not-used');
-    const rec = await fakeRecord(request_id);
+    const rec = await fake.record(request_id);
     assert.equal(rec.method, 'POST');
     assert.equal(rec.path, '/v1/messages');
     assert.equal(rec.body, out.body, 'the body must reach upstream byte for byte');
@@ -371,14 +216,14 @@ describe('Anthropic TypeScript SDK through routerd', () => {
       .messages.create({ ...PARAMS, fake: { body: { type: 'message', id: 'msg_x', content: [] } } })
       .withResponse();
     assert.equal(data.id, 'msg_x');
-    const rec = await fakeRecord(request_id);
+    const rec = await fake.record(request_id);
     assert.deepEqual(JSON.parse(rec.body).fake, { body: { type: 'message', id: 'msg_x', content: [] } });
   });
 
   test('a client sk-ant-api03 key is passed through (Authorization: Bearer, the 1.x default)', async () => {
     const { request_id } = await client({ apiKey: CLIENT_KEY }).messages.create(PARAMS).withResponse();
     assert.equal(sent[0].headers.get('authorization'), `Bearer ${CLIENT_KEY}`);
-    const rec = await fakeRecord(request_id);
+    const rec = await fake.record(request_id);
     assert.equal(rec.headers['x-api-key'], CLIENT_KEY);
     assert.equal(rec.headers.authorization, undefined);
   });
@@ -389,7 +234,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
       .withResponse();
     assert.equal(sent[0].headers.get('x-api-key'), CLIENT_KEY);
     assert.equal(sent[0].headers.get('authorization'), null);
-    const rec = await fakeRecord(request_id);
+    const rec = await fake.record(request_id);
     assert.equal(rec.headers['x-api-key'], CLIENT_KEY);
   });
 
@@ -416,7 +261,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
     assert.equal(eventTypes.at(0), 'message_start');
     assert.equal(eventTypes.at(-1), 'message_stop');
     assert.match(stream.request_id ?? '', /^req_fake_\d+$/);
-    const rec = await fakeRecord(stream.request_id);
+    const rec = await fake.record(stream.request_id);
     assert.equal(JSON.parse(rec.body).stream, true);
     assert.equal(rec.headers.accept, sent.at(-1).headers.get('accept'));
 
@@ -425,8 +270,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
     const rq = response.headers.get('x-dualroute-request-id');
     assert.match(rq ?? '', /^rq_/);
     const tokensLine = `[${rq}] Tokens: input=28, output=19`;
-    for (let i = 0; i < 40 && !routerd.log.includes(tokensLine); i++)
-      await new Promise((r) => setTimeout(r, 50));
+    await waitForLog(routerd, tokensLine);
     assert.ok(routerd.log.includes(tokensLine), `routerd did not log "${tokensLine}"`);
   });
 
@@ -492,7 +336,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
       .messages.countTokens({ model: MODEL, messages: PARAMS.messages })
       .withResponse();
     assert.deepEqual({ ...data }, { input_tokens: 42 });
-    const rec = await fakeRecord(request_id);
+    const rec = await fake.record(request_id);
     assert.equal(rec.method, 'POST');
     assert.equal(rec.path, '/v1/messages/count_tokens');
     assert.equal(rec.body, JSON.stringify({ model: MODEL, messages: PARAMS.messages }));
@@ -506,7 +350,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
 
   test('models.list(): iterPages follows has_more/last_id, query string kept upstream', async () => {
     const model = (id) => ({ type: 'model', id, display_name: id, created_at: '2026-01-01T00:00:00Z' });
-    await fakeQueue([
+    await fake.queue([
       { body: { data: [model('m-a'), model('m-b')], has_more: true, first_id: 'm-a', last_id: 'm-b' } },
       { body: { data: [model('m-c')], has_more: false, first_id: 'm-c', last_id: 'm-c' } },
     ]);
@@ -517,7 +361,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
 
     const paths = sent.map((s) => new URL(s.url)).map((u) => u.pathname + u.search);
     assert.equal(paths.length, 2);
-    const records = (await fakeRequests()).slice(-2);
+    const records = (await fake.requests()).slice(-2);
     assert.deepEqual(
       records.map((r) => r.path),
       paths,
@@ -534,7 +378,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
     assert.equal(data.id, 'claude-haiku-4-5');
     assert.equal(data.type, 'model');
     assert.equal(data.display_name, 'Claude Haiku 4.5');
-    const rec = await fakeRecord(request_id);
+    const rec = await fake.record(request_id);
     assert.equal(rec.path, '/v1/models/claude-haiku-4-5');
     assert.equal(rec.headers['x-api-key'], ROUTER_KEY);
   });
@@ -551,7 +395,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
   });
 
   test("routerd's own 400 (malformed JSON) -> BadRequestError, nothing sent upstream", async () => {
-    const before = (await fakeStats()).requests;
+    const before = (await fake.stats()).requests;
     const err = await rejection(
       client().post('/v1/messages', {
         body: '{"model": "claude-opus-4-7", ',
@@ -562,17 +406,17 @@ describe('Anthropic TypeScript SDK through routerd', () => {
     assert.equal(err.error.type, 'error');
     assert.equal(err.type, 'invalid_request_error');
     assert.equal(err.error.request_id, err.headers.get('x-dualroute-request-id'));
-    assert.equal((await fakeStats()).requests, before);
+    assert.equal((await fake.stats()).requests, before);
   });
 
   test('subscription token sk-ant-oat01-… -> AuthenticationError from routerd itself', async () => {
-    const before = (await fakeStats()).requests;
+    const before = (await fake.stats()).requests;
     const err = await rejection(client({ apiKey: 'sk-ant-oat01-x' }).messages.create(PARAMS));
     assertErrorClass(err, AuthenticationError, 401);
     assert.equal(err.type, 'authentication_error');
     assert.equal(err.requestID ?? null, null, 'no upstream request-id: routerd answered');
     assert.equal(err.error.request_id, err.headers.get('x-dualroute-request-id'));
-    assert.equal((await fakeStats()).requests, before, 'the token must not reach upstream');
+    assert.equal((await fake.stats()).requests, before, 'the token must not reach upstream');
   });
 
   test("upstream 401 (the client's own key is invalid) -> AuthenticationError", async () => {
@@ -610,7 +454,7 @@ describe('Anthropic TypeScript SDK through routerd', () => {
   });
 
   test('retry-after-ms comes through: with retries on, the SDK waits and retries a 429', async () => {
-    await fakeQueue({ status: 429, headers: { 'retry-after-ms': '100', 'retry-after': '60' } });
+    await fake.queue({ status: 429, headers: { 'retry-after-ms': '100', 'retry-after': '60' } });
     const started = performance.now();
     const { request_id } = await client({ maxRetries: 1 }).messages.create(PARAMS).withResponse();
     const elapsed = performance.now() - started;
@@ -639,13 +483,13 @@ describe('Anthropic TypeScript SDK through routerd', () => {
   });
 
   test('upstream 529 -> APIError with status 529 (OverloadedError), not retried', async () => {
-    const before = (await fakeStats()).requests;
+    const before = (await fake.stats()).requests;
     const err = await rejection(client().messages.create({ ...PARAMS, fake: { status: 529 } }));
     assertErrorClass(err, APIError, 529);
     assert.ok(err instanceof OverloadedError, `got ${err.constructor.name}`);
     assert.equal(err.type, 'overloaded_error');
     assert.equal(sent.length, 1);
-    assert.equal((await fakeStats()).requests, before + 1);
+    assert.equal((await fake.stats()).requests, before + 1);
   });
 
   // -- failures inside a stream ---------------------------------------------------------------

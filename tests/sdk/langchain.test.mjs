@@ -13,12 +13,6 @@
 
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import readline from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { ChatOpenAI } from '@langchain/openai';
 import { AIMessage, HumanMessage, SystemMessage, ToolMessage } from '@langchain/core/messages';
@@ -26,143 +20,37 @@ import { tool } from '@langchain/core/tools';
 import { z } from 'zod';
 
 import { assertValid } from './schema.mjs';
-
-const ROUTERD = process.env.DUALROUTE_ROUTERD || '/work/main/build/routerd/dualroute-routerd';
-const FAKE_UPSTREAM =
-  process.env.DUALROUTE_FAKE_UPSTREAM || '/work/main/build/tests/fakes/fake-upstream';
+import {
+  dropEnv,
+  fakeDefaultText,
+  message,
+  responseCapture,
+  startFake,
+  startRouterd as startRouterdAt,
+  stopDaemon,
+  tempWorkDir,
+  warmUp,
+} from './harness.mjs';
 
 const ROUTER_KEY = 'sk-ant-api03-router-key-for-the-langchain-suite-0000AA';
-const START_TIMEOUT_MS = 10_000;
 
 // The OpenAI SDK reads OPENAI_*, LangChain reads LANGCHAIN_*/LANGSMITH_* (tracing would try the
 // network), routerd reads ANTHROPIC_DEFAULT_MODEL: none of the caller's may leak in.
-for (const name of Object.keys(process.env)) {
-  if (/^(OPENAI_|ANTHROPIC_|LANGCHAIN_|LANGSMITH_)/.test(name)) delete process.env[name];
-}
+dropEnv(/^(OPENAI_|ANTHROPIC_|LANGCHAIN_|LANGSMITH_)/);
 
 // ---------------------------------------------------------------------------------------------
-// Daemons (as in openai-sdk.test.mjs)
+// Daemons (harness.mjs, as in openai-sdk.test.mjs)
 
-const children = new Set();
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
-
-function childEnv(extra = {}) {
-  const env = { ...process.env };
-  for (const name of ['NOTIFY_SOCKET', 'CREDENTIALS_DIRECTORY', 'ROUTER_PORT', 'DUALROUTE_DEBUG'])
-    delete env[name];
-  return { ...env, ...extra };
-}
-
-function startDaemon(name, file, args, { env, stream, re, cwd }) {
-  const child = spawn(file, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const daemon = { name, child, log: '', exit: null };
-  daemon.exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      children.delete(child);
-      daemon.exit = { code, signal };
-      resolve(daemon.exit);
-    });
-  });
-  const ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(`${name} did not get ready in ${START_TIMEOUT_MS} ms; output:\n${daemon.log}`),
-      );
-    }, START_TIMEOUT_MS);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${name} (${file}): ${err.message}`));
-    });
-    daemon.exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(
-        new Error(`${name} exited (${code ?? signal}) before it was ready; output:\n${daemon.log}`),
-      );
-    });
-    for (const which of ['stdout', 'stderr']) {
-      const lines = readline.createInterface({ input: child[which], crlfDelay: Infinity });
-      lines.on('line', (line) => {
-        daemon.log += `${line}\n`;
-        const m = which === stream && line.match(re);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m);
-        }
-      });
-    }
-  });
-  return { daemon, ready };
-}
-
-async function stopDaemon(daemon, ms = 10_000) {
-  if (!daemon || daemon.exit) return daemon?.exit ?? null;
-  daemon.child.kill('SIGTERM');
-  let timer;
-  const killed = new Promise((resolve) => {
-    timer = setTimeout(() => {
-      daemon.child.kill('SIGKILL');
-      resolve();
-    }, ms);
-  });
-  await Promise.race([daemon.exited, killed]);
-  clearTimeout(timer);
-  return daemon.exited;
-}
-
-async function startFake() {
-  const { daemon, ready } = startDaemon('fake-upstream', FAKE_UPSTREAM, ['--port', '0'], {
-    env: childEnv(),
-    stream: 'stdout',
-    re: /^PORT=(\d+)$/,
-  });
-  daemon.port = Number((await ready)[1]);
-  daemon.url = `http://127.0.0.1:${daemon.port}`;
-  return daemon;
-}
-
-async function startRouterd(upstreamURL, extraArgs = []) {
-  const { daemon, ready } = startDaemon(
-    'dualroute-routerd',
-    ROUTERD,
-    ['--port', '0', '--upstream', upstreamURL, ...extraArgs],
-    {
-      env: childEnv({ ANTHROPIC_API_KEY: ROUTER_KEY }),
-      cwd: workDir,
-      stream: 'stderr',
-      re: /listening on http:\/\/127\.0\.0\.1:(\d+)/,
-    },
-  );
-  daemon.port = Number((await ready)[1]);
-  daemon.url = `http://127.0.0.1:${daemon.port}`;
-  return daemon;
-}
-
-const workDir = mkdtempSync(path.join(os.tmpdir(), 'dualroute-langchain-'));
-process.on('exit', () => rmSync(workDir, { recursive: true, force: true }));
+const workDir = tempWorkDir('dualroute-langchain-');
+const startRouterd = (upstreamURL, extraArgs) =>
+  startRouterdAt(upstreamURL, extraArgs, { apiKey: ROUTER_KEY, cwd: workDir });
 
 let fake;
 let routerd;
 
-async function fakeControl(method, p, body) {
-  const res = await fetch(`${fake.url}${p}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${p} -> ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-const fakeQueue = (scripts) => fakeControl('POST', '/_fake/queue', scripts);
-const fakeRequests = () => fakeControl('GET', '/_fake/requests');
-
 /** The JSON bodies routerd sent to the fake's /v1/messages, oldest first. */
 async function upstreamBodies() {
-  return (await fakeRequests())
+  return (await fake.requests())
     .filter((r) => r.method === 'POST' && r.path === '/v1/messages')
     .map((r) => JSON.parse(r.body));
 }
@@ -170,23 +58,7 @@ async function upstreamBodies() {
 // ---------------------------------------------------------------------------------------------
 // What the client received
 
-const exchanges = [];
-async function capturingFetch(url, init = {}) {
-  const res = await fetch(url, init);
-  const ex = { url: String(url), status: res.status, headers: res.headers, request: init.body };
-  exchanges.push(ex);
-  if (!res.body) {
-    ex.text = Promise.resolve('');
-    return res;
-  }
-  const [mine, theirs] = res.body.tee();
-  ex.text = new Response(mine).text().catch((err) => `<<read failed: ${err.message}>>`);
-  return new Response(theirs, {
-    status: res.status,
-    statusText: res.statusText,
-    headers: res.headers,
-  });
-}
+const { exchanges, capturingFetch } = responseCapture();
 
 /** Validates every captured response: a JSON completion, or every chunk of a stream. */
 async function validateExchanges() {
@@ -233,20 +105,6 @@ function chat(fields = {}) {
   });
 }
 
-const UP_MODEL = 'claude-sonnet-4-6';
-function message(id, content, { stop_reason = 'end_turn', usage } = {}) {
-  return {
-    id,
-    type: 'message',
-    role: 'assistant',
-    model: UP_MODEL,
-    content,
-    stop_reason,
-    stop_sequence: null,
-    usage: usage ?? { input_tokens: 30, output_tokens: 10 },
-  };
-}
-
 const USER_HI = 'How does an API router work?';
 let defaultText;
 
@@ -255,29 +113,14 @@ let defaultText;
 describe('LangChain ChatOpenAI through routerd', () => {
   before(async () => {
     fake = await startFake();
-    const res = await fetch(`${fake.url}/v1/messages`, {
-      method: 'POST',
-      headers: { 'x-api-key': ROUTER_KEY, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        model: UP_MODEL,
-        max_tokens: 10,
-        messages: [{ role: 'user', content: USER_HI }],
-      }),
+    defaultText = await fakeDefaultText(fake, {
+      apiKey: ROUTER_KEY,
+      messages: [{ role: 'user', content: USER_HI }],
     });
-    defaultText = (await res.json()).content[0].text;
 
     routerd = await startRouterd(fake.url);
     // routerd reads the model list on its first chat request: let it, before any script is queued.
-    const warm = await fetch(`${routerd.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: USER_HI }] }),
-    });
-    assert.equal(warm.status, 200, await warm.text());
-    for (let i = 0; i < 100; i++) {
-      if ((await fakeRequests()).some((r) => r.path.startsWith('/v1/models') && r.ended)) break;
-      await sleep(50);
-    }
+    await warmUp(fake, routerd, [{ role: 'user', content: USER_HI }]);
   });
 
   after(async () => {
@@ -286,8 +129,8 @@ describe('LangChain ChatOpenAI through routerd', () => {
   });
 
   beforeEach(async () => {
-    await fakeControl('DELETE', '/_fake/queue');
-    await fakeControl('DELETE', '/_fake/requests');
+    await fake.control('DELETE', '/_fake/queue');
+    await fake.control('DELETE', '/_fake/requests');
     exchanges.length = 0;
   });
 
@@ -316,7 +159,7 @@ describe('LangChain ChatOpenAI through routerd', () => {
   });
 
   test('usage_metadata carries the cache figures', async () => {
-    await fakeQueue({
+    await fake.queue({
       body: message('msg_cache', [{ type: 'text', text: 'ok' }], {
         usage: {
           input_tokens: 100,
@@ -360,7 +203,7 @@ describe('LangChain ChatOpenAI through routerd', () => {
       schema: z.object({ city: z.string() }),
     });
     const model = chat().bindTools([getWeather]);
-    await fakeQueue({
+    await fake.queue({
       body: message(
         'msg_tool',
         [
@@ -386,7 +229,7 @@ describe('LangChain ChatOpenAI through routerd', () => {
 
     const result = await getWeather.invoke(ai.tool_calls[0]);
     assert.ok(result instanceof ToolMessage);
-    await fakeQueue({
+    await fake.queue({
       body: message('msg_final', [{ type: 'text', text: 'It is 18C and sunny.' }]),
     });
     const final = await model.invoke([question, ai, result]);
@@ -424,7 +267,7 @@ describe('LangChain ChatOpenAI through routerd', () => {
       required: ['name', 'age'],
       additionalProperties: false,
     };
-    await fakeQueue({
+    await fake.queue({
       body: message('msg_json', [{ type: 'text', text: '{"name":"Ada","age":36}' }]),
     });
     const structured = chat().withStructuredOutput(schema, {
@@ -445,7 +288,7 @@ describe('LangChain ChatOpenAI through routerd', () => {
   });
 
   test('withStructuredOutput (zod, includeRaw): parsed plus the raw AIMessage with usage', async () => {
-    await fakeQueue({
+    await fake.queue({
       body: message('msg_json2', [{ type: 'text', text: '{"name":"Grace","age":85}' }]),
     });
     const structured = chat().withStructuredOutput(

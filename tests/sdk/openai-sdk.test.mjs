@@ -26,11 +26,6 @@
 
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import OpenAI, {
@@ -46,173 +41,55 @@ import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 
 import { assertValid } from './schema.mjs';
-
-const ROUTERD = process.env.DUALROUTE_ROUTERD || '/work/main/build/routerd/dualroute-routerd';
-const FAKE_UPSTREAM =
-  process.env.DUALROUTE_FAKE_UPSTREAM || '/work/main/build/tests/fakes/fake-upstream';
+import {
+  UP_MODEL,
+  assertErrorClass,
+  dropEnv,
+  fakeDefaultText,
+  message,
+  rejection,
+  responseCapture,
+  startFake,
+  startRouterd as startRouterdAt,
+  stopDaemon,
+  tempWorkDir,
+  warmUp as warmUpAt,
+} from './harness.mjs';
 
 const ROUTER_KEY = 'sk-ant-api03-router-key-for-the-openai-suite-000000000AA';
-const START_TIMEOUT_MS = 10_000;
 
 // The SDK reads OPENAI_BASE_URL, OPENAI_LOG and friends; routerd reads ANTHROPIC_DEFAULT_MODEL.
 // None of the caller's may leak into this suite.
-for (const name of Object.keys(process.env)) {
-  if (name.startsWith('OPENAI_') || name.startsWith('ANTHROPIC_')) delete process.env[name];
-}
+dropEnv(/^(OPENAI_|ANTHROPIC_)/);
 
 // ---------------------------------------------------------------------------------------------
-// Daemons
-
-const children = new Set();
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
-
-function childEnv(extra = {}) {
-  const env = { ...process.env };
-  for (const name of ['NOTIFY_SOCKET', 'CREDENTIALS_DIRECTORY', 'ROUTER_PORT', 'DUALROUTE_DEBUG'])
-    delete env[name];
-  return { ...env, ...extra };
-}
-
-/** Starts `file args`, keeps all its output, and resolves once a line of `stream` matches `re`. */
-function startDaemon(name, file, args, { env, stream, re, cwd }) {
-  const child = spawn(file, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const daemon = { name, child, log: '', exit: null };
-  daemon.exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      children.delete(child);
-      daemon.exit = { code, signal };
-      resolve(daemon.exit);
-    });
-  });
-  const ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(`${name} did not get ready in ${START_TIMEOUT_MS} ms; output:\n${daemon.log}`),
-      );
-    }, START_TIMEOUT_MS);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${name} (${file}): ${err.message}`));
-    });
-    daemon.exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(
-        new Error(`${name} exited (${code ?? signal}) before it was ready; output:\n${daemon.log}`),
-      );
-    });
-    for (const which of ['stdout', 'stderr']) {
-      const lines = readline.createInterface({ input: child[which], crlfDelay: Infinity });
-      lines.on('line', (line) => {
-        daemon.log += `${line}\n`;
-        const m = which === stream && line.match(re);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m);
-        }
-      });
-    }
-  });
-  return { daemon, ready };
-}
-
-async function startFake() {
-  const { daemon, ready } = startDaemon('fake-upstream', FAKE_UPSTREAM, ['--port', '0'], {
-    env: childEnv(),
-    stream: 'stdout',
-    re: /^PORT=(\d+)$/,
-  });
-  daemon.port = Number((await ready)[1]);
-  daemon.url = `http://127.0.0.1:${daemon.port}`;
-  return daemon;
-}
+// Daemons (harness.mjs), and what the fake was sent
 
 // routerd runs in an empty directory: a .router-mappings.json in the caller's would change the
 // model mapping under test.
-const workDir = mkdtempSync(path.join(os.tmpdir(), 'dualroute-openai-sdk-'));
-process.on('exit', () => rmSync(workDir, { recursive: true, force: true }));
-
-async function startRouterd(upstreamURL, extraArgs = []) {
-  const { daemon, ready } = startDaemon(
-    'dualroute-routerd',
-    ROUTERD,
-    ['--port', '0', '--upstream', upstreamURL, ...extraArgs],
-    {
-      env: childEnv({ ANTHROPIC_API_KEY: ROUTER_KEY }),
-      cwd: workDir,
-      stream: 'stderr',
-      re: /listening on http:\/\/127\.0\.0\.1:(\d+)/,
-    },
-  );
-  daemon.port = Number((await ready)[1]);
-  daemon.url = `http://127.0.0.1:${daemon.port}`;
-  return daemon;
-}
-
-/** SIGTERM, then SIGKILL if it has not gone in `ms`. */
-async function stopDaemon(daemon, ms = 10_000) {
-  if (!daemon || daemon.exit) return daemon?.exit ?? null;
-  daemon.child.kill('SIGTERM');
-  let timer;
-  const killed = new Promise((resolve) => {
-    timer = setTimeout(() => {
-      daemon.child.kill('SIGKILL');
-      resolve();
-    }, ms);
-  });
-  await Promise.race([daemon.exited, killed]);
-  clearTimeout(timer);
-  return daemon.exited;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The fake's control API
+const workDir = tempWorkDir('dualroute-openai-sdk-');
+const startRouterd = (upstreamURL, extraArgs) =>
+  startRouterdAt(upstreamURL, extraArgs, { apiKey: ROUTER_KEY, cwd: workDir });
+const warmUp = (router) => warmUpAt(fake, router, USER_HI);
 
 let fake;
 let routerd;
 
-async function fakeControl(method, p, body) {
-  const res = await fetch(`${fake.url}${p}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${p} -> ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-const fakeQueue = (scripts) => fakeControl('POST', '/_fake/queue', scripts);
-const fakeRequests = () => fakeControl('GET', '/_fake/requests');
-
-/** The fake's record of the request it answered with request-id `requestId`. */
-async function fakeRecord(requestId) {
-  const m = /^req_fake_(\d+)$/.exec(requestId ?? '');
-  assert.ok(m, `not a request id of the fake: ${requestId}`);
-  const record = (await fakeRequests()).find((r) => r.id === Number(m[1]));
-  assert.ok(record, `the fake has no record of ${requestId}`);
-  return record;
-}
-
 /** The JSON body routerd sent upstream for the answer with request id `requestId`. */
 async function upstreamBody(requestId) {
-  const record = await fakeRecord(requestId);
+  const record = await fake.record(requestId);
   assert.equal(record.method, 'POST');
   assert.equal(record.path, '/v1/messages');
   return JSON.parse(record.body);
 }
 
 const messagesRecords = async () =>
-  (await fakeRequests()).filter((r) => r.method === 'POST' && r.path.startsWith('/v1/messages'));
+  (await fake.requests()).filter((r) => r.method === 'POST' && r.path.startsWith('/v1/messages'));
 
 // ---------------------------------------------------------------------------------------------
 // Anthropic replies for the queue
 
 const sse = (event, data) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-const UP_MODEL = 'claude-sonnet-4-6';
 const A = {
   messageStart: (id, usage = { input_tokens: 12, output_tokens: 1 }) =>
     sse('message_start', {
@@ -263,20 +140,6 @@ const A = {
   ping: sse('ping', { type: 'ping' }),
 };
 
-/** A complete Anthropic Message. */
-function message(id, content, { stop_reason = 'end_turn', usage } = {}) {
-  return {
-    id,
-    type: 'message',
-    role: 'assistant',
-    model: UP_MODEL,
-    content,
-    stop_reason,
-    stop_sequence: null,
-    usage: usage ?? { input_tokens: 30, output_tokens: 10 },
-  };
-}
-
 const WEATHER_TOOL = {
   type: 'function',
   function: {
@@ -319,30 +182,7 @@ const TWO_TOOLS_STREAM = [
 // Clients, and what they received
 
 /** Every response routerd gave the SDK: {url, method, status, headers, text: Promise<string>}. */
-const exchanges = [];
-
-/** A fetch that keeps a copy of each response body (tee'd, so streams still stream). */
-async function capturingFetch(url, init = {}) {
-  const res = await fetch(url, init);
-  const ex = {
-    url: String(url),
-    method: init.method ?? 'GET',
-    status: res.status,
-    headers: res.headers,
-  };
-  exchanges.push(ex);
-  if (!res.body) {
-    ex.text = Promise.resolve('');
-    return res;
-  }
-  const [mine, theirs] = res.body.tee();
-  ex.text = new Response(mine).text().catch((err) => `<<read failed: ${err.message}>>`);
-  return new Response(theirs, {
-    status: res.status,
-    statusText: res.statusText,
-    headers: res.headers,
-  });
-}
+const { exchanges, capturingFetch } = responseCapture();
 
 function client(options = {}) {
   return new OpenAI({
@@ -422,24 +262,6 @@ function checkEnvelope(chunks, model) {
   );
 }
 
-/** Awaits `promise`, which must reject, and returns what it rejected with. */
-async function rejection(promise, what = 'the call') {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  assert.fail(`${what} succeeded; an error was expected`);
-}
-
-function assertErrorClass(err, Class, status) {
-  assert.ok(
-    err instanceof Class,
-    `expected ${Class.name}, got ${err?.constructor?.name}: ${err?.message}\n${err?.stack}`,
-  );
-  assert.equal(err.status, status);
-}
-
 /** Iterates an SDK Stream; returns {chunks, error} (error undefined when it ended normally). */
 async function drain(stream) {
   const chunks = [];
@@ -472,26 +294,6 @@ const PNG_B64 =
 
 const USER_HI = [{ role: 'user', content: 'How does an API router work?' }];
 
-/**
- * routerd reads the upstream's model list on its first chat request. Makes that request and waits
- * for the list, so that no GET /v1/models of routerd's own can take a script a test queued.
- */
-async function warmUp(router) {
-  const lists = async () =>
-    (await fakeRequests()).filter(
-      (r) => r.method === 'GET' && r.path.startsWith('/v1/models') && r.ended,
-    ).length;
-  const n0 = await lists();
-  const res = await fetch(`${router.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'gpt-4o', messages: USER_HI }),
-  });
-  assert.equal(res.status, 200, await res.text());
-  for (let i = 0; i < 100 && (await lists()) === n0; i++) await sleep(50);
-  assert.ok((await lists()) > n0, 'routerd read the model list');
-}
-
 // The default answer of the fake (its text, read from the fake itself, not through routerd).
 let defaultText;
 
@@ -499,12 +301,7 @@ let defaultText;
 
 before(async () => {
   fake = await startFake();
-  const res = await fetch(`${fake.url}/v1/messages`, {
-    method: 'POST',
-    headers: { 'x-api-key': ROUTER_KEY, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: UP_MODEL, max_tokens: 10, messages: USER_HI }),
-  });
-  defaultText = (await res.json()).content[0].text;
+  defaultText = await fakeDefaultText(fake, { apiKey: ROUTER_KEY, messages: USER_HI });
   assert.ok(defaultText.length > 100);
 });
 
@@ -523,7 +320,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   beforeEach(async () => {
-    await fakeControl('DELETE', '/_fake/queue');
+    await fake.control('DELETE', '/_fake/queue');
     exchanges.length = 0;
   });
 
@@ -563,7 +360,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('usage with cache and thinking figures (3.3), service_tier mapped', async () => {
-    await fakeQueue({
+    await fake.queue({
       body: message('msg_usage', [{ type: 'text', text: 'ok' }], {
         usage: {
           input_tokens: 100,
@@ -607,7 +404,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
         user: 'u-123',
       })
       .withResponse();
-    const record = await fakeRecord(request_id);
+    const record = await fake.record(request_id);
     const body = JSON.parse(record.body);
     assert.equal(body.model, 'claude-sonnet-4-6', 'gpt-4o maps to Sonnet by pattern');
     assert.deepEqual(body.system, [
@@ -721,7 +518,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   // -- tools -----------------------------------------------------------------------------------
 
   test('tools, non-streamed: tool_calls, ids, JSON arguments, finish_reason tool_calls', async () => {
-    await fakeQueue({
+    await fake.queue({
       body: message(
         'msg_tool',
         [
@@ -764,7 +561,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('tool-only answer: content null (3.1 N03)', async () => {
-    await fakeQueue({
+    await fake.queue({
       body: message(
         'msg_tool_only',
         [{ type: 'tool_use', id: 'toolu_02', name: 'get_weather', input: { city: 'Oslo' } }],
@@ -783,7 +580,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('parallel tool calls, non-streamed; parallel_tool_calls false maps upstream', async () => {
-    await fakeQueue({
+    await fake.queue({
       body: message(
         'msg_two',
         [
@@ -889,7 +686,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('tools, streamed: deltas with index, id/type/name first and arguments "" then only arguments', async () => {
-    await fakeQueue({
+    await fake.queue({
       chunks: [
         A.messageStart('msg_one_tool'),
         A.toolStart(0, 'toolu_01S', 'get_weather'),
@@ -936,7 +733,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('parallel tool calls, streamed (E2): tool ordinals 0 and 1, arguments reassemble', async () => {
-    await fakeQueue({ chunks: TWO_TOOLS_STREAM });
+    await fake.queue({ chunks: TWO_TOOLS_STREAM });
     const stream = await client().chat.completions.create({
       model: 'gpt-4o',
       messages: [{ role: 'user', content: 'Paris and Rome?' }],
@@ -981,7 +778,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
     assert.equal(finishing[0].choices[0].finish_reason, 'tool_calls');
 
     // The SDK's own accumulator (ChatCompletionStream) agrees.
-    await fakeQueue({ chunks: TWO_TOOLS_STREAM });
+    await fake.queue({ chunks: TWO_TOOLS_STREAM });
     const runner = client().chat.completions.stream({
       model: 'gpt-4o',
       messages: [{ role: 'user', content: 'Paris and Rome?' }],
@@ -1002,7 +799,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
 
   test('structured output: parse() with a zod response_format', async () => {
     const Person = z.object({ name: z.string(), age: z.number().int() });
-    await fakeQueue({
+    await fake.queue({
       body: message('msg_json', [{ type: 'text', text: '{"name":"Ada","age":36}' }]),
     });
     const { data, request_id } = await client()
@@ -1029,7 +826,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('structured output: parse() with a JSON schema response_format', async () => {
-    await fakeQueue({
+    await fake.queue({
       body: message('msg_json2', [{ type: 'text', text: '{"name":"Ada","age":36}' }]),
     });
     const { data, request_id } = await client()
@@ -1057,7 +854,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('reasoning_effort: adaptive thinking + effort upstream; thinking returned as reasoning_content', async () => {
-    await fakeQueue({
+    await fake.queue({
       body: message(
         'msg_think',
         [
@@ -1136,7 +933,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
 
   /** Queues an upstream error, makes a call, checks the class and the raw OpenAI error body. */
   async function upstreamError(script, Class, status, params = {}) {
-    await fakeQueue(script);
+    await fake.queue(script);
     const count0 = (await messagesRecords()).length;
     const err = await rejection(
       client().chat.completions.create({ model: 'gpt-4o', messages: USER_HI, ...params }),
@@ -1251,7 +1048,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('upstream error on a streaming request: the status and JSON body, never a 200 stream', async () => {
-    await fakeQueue({ status: 429, headers: { 'retry-after': '3' } });
+    await fake.queue({ status: 429, headers: { 'retry-after': '3' } });
     const err = await rejection(
       client().chat.completions.create({ model: 'gpt-4o', messages: USER_HI, stream: true }),
     );
@@ -1263,7 +1060,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('router validation: n: 2 -> BadRequestError param n, no upstream request', async () => {
-    const count0 = (await fakeRequests()).length;
+    const count0 = (await fake.requests()).length;
     const err = await rejection(
       client().chat.completions.create({ model: 'gpt-4o', messages: USER_HI, n: 2 }),
     );
@@ -1271,7 +1068,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
     assert.equal(err.param, 'n');
     assert.equal(err.type, 'invalid_request_error');
     assertValid('ErrorResponse', JSON.parse((await lastExchange()).body));
-    assert.equal((await fakeRequests()).length, count0, 'nothing reached the upstream');
+    assert.equal((await fake.requests()).length, count0, 'nothing reached the upstream');
 
     // n: 1 is fine.
     const ok = await client().chat.completions.create({ model: 'gpt-4o', messages: USER_HI, n: 1 });
@@ -1279,18 +1076,18 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('router validation: empty messages -> 400 param messages, no upstream request', async () => {
-    const count0 = (await fakeRequests()).length;
+    const count0 = (await fake.requests()).length;
     const err = await rejection(
       client().chat.completions.create({ model: 'gpt-4o', messages: [] }),
     );
     assertErrorClass(err, BadRequestError, 400);
     assert.equal(err.param, 'messages');
     assertValid('ErrorResponse', JSON.parse((await lastExchange()).body));
-    assert.equal((await fakeRequests()).length, count0);
+    assert.equal((await fake.requests()).length, count0);
   });
 
   test('malformed JSON body (fetch) -> 400 in OpenAI shape', async () => {
-    const count0 = (await fakeRequests()).length;
+    const count0 = (await fake.requests()).length;
     const res = await fetch(`${routerd.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: 'Bearer not-used' },
@@ -1301,7 +1098,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
     const body = await res.json();
     assertValid('ErrorResponse', body);
     assert.equal(body.error.type, 'invalid_request_error');
-    assert.equal((await fakeRequests()).length, count0);
+    assert.equal((await fake.requests()).length, count0);
 
     const res2 = await fetch(`${routerd.url}/v1/chat/completions`, {
       method: 'POST',
@@ -1313,7 +1110,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('mid-stream error event -> data: {"error"}, no finish chunk, no [DONE]; the SDK throws', async () => {
-    await fakeQueue({
+    await fake.queue({
       chunks: [
         A.messageStart('msg_01Err'),
         A.textStart(0),
@@ -1354,7 +1151,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   });
 
   test('mid-stream cut (cut_after) -> error chunk, no [DONE]; the SDK throws', async () => {
-    await fakeQueue({
+    await fake.queue({
       chunks: [
         A.messageStart('msg_cut'),
         A.textStart(0),
@@ -1422,7 +1219,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
     assert.equal(m.display_name, 'Claude Opus 4.7');
     assert.equal(m.created, Date.parse('2026-01-15T00:00:00Z') / 1000);
     assertValid('Model', JSON.parse((await lastExchange()).body), 'the model');
-    const last = (await fakeRequests()).filter((r) => r.method === 'GET').at(-1);
+    const last = (await fake.requests()).filter((r) => r.method === 'GET').at(-1);
     assert.equal(last.path, '/v1/models/claude-opus-4-7');
 
     const err = await rejection(client().models.retrieve('claude-nope-1'));
@@ -1433,7 +1230,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
   // -- disconnects -----------------------------------------------------------------------------
 
   test('client abort mid-stream ends the upstream request (client_abort) within ~1 s', async () => {
-    await fakeQueue({
+    await fake.queue({
       chunks: [
         A.messageStart('msg_abort') + A.textStart(0) + A.text(0, 'partial'),
         {
@@ -1461,7 +1258,7 @@ describe('OpenAI TypeScript SDK through routerd', () => {
     assert.ok(abortedAt, 'the first content arrived');
     let record;
     for (let i = 0; i < 60; i++) {
-      record = await fakeRecord(request_id);
+      record = await fake.record(request_id);
       if (record.ended) break;
       await sleep(50);
     }
@@ -1481,7 +1278,7 @@ describe('keep-alive comments on a silent stream', () => {
     await stopDaemon(keepalive);
   });
   beforeEach(async () => {
-    await fakeControl('DELETE', '/_fake/queue');
+    await fake.control('DELETE', '/_fake/queue');
     exchanges.length = 0;
   });
 
@@ -1496,7 +1293,7 @@ describe('keep-alive comments on a silent stream', () => {
   };
 
   test('raw stream: at least 2 `: keepalive` lines before the delayed chunk', async () => {
-    await fakeQueue(SLOW_STREAM);
+    await fake.queue(SLOW_STREAM);
     const res = await fetch(`${keepalive.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -1514,7 +1311,7 @@ describe('keep-alive comments on a silent stream', () => {
   });
 
   test('the SDK ignores the comments and assembles the content', async () => {
-    await fakeQueue(SLOW_STREAM);
+    await fake.queue(SLOW_STREAM);
     const c = new OpenAI({
       baseURL: `${keepalive.url}/v1`,
       apiKey: 'not-used',
