@@ -24,26 +24,21 @@
  * record of every request, secrets included: this is a test fake.
  *
  * libmicrohttpd runs a thread per connection; all state sits in JSON objects behind one mutex.
- * A delay is a poll() on a pipe that main() writes at shutdown, so no wait outlives the daemon.
+ * A delay is a poll() on a pipe that fake_serve() writes at shutdown, so no wait outlives the
+ * daemon. The command line, daemon start-up and the request record ring are in fake-common.c.
  * Not a real server: no TLS, no consent page, no per-user accounts beyond an e-mail address, and
  * id_tokens carry a fake signature nobody can verify. */
-#include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,13 +51,13 @@
 #include <openssl/x509.h>
 
 #include "buf.h"
+#include "fake-common.h"
 #include "log.h"
 #include "macro.h"
 #include "secret.h"
 #include "util.h"
 
 #define BODY_MAX ((size_t)1024 * 1024)
-#define RECORDS_MAX 2000
 #define DELAY_CAP_MS ((int64_t)10 * 60 * 1000)
 #define CODE_LIFETIME_S 600
 #define ID_TOKEN_LIFETIME_S 3600
@@ -78,9 +73,7 @@
     "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. "  \
     "Check your iat and exp values in the JWT claim."
 
-static const char *arg_listen = "127.0.0.1";
-static uint16_t arg_port = 0;
-static bool arg_verbose = false;
+static struct fake_options arg_options;
 
 /* The keys POST /_fake/config accepts, with their defaults. */
 enum config_type {
@@ -119,16 +112,9 @@ static const struct config_key config_keys[] = {
 };
 
 struct server {
-    struct MHD_Daemon *daemon;
-    int stop_pipe[2]; /* written once at shutdown; delays poll the read end */
-    uint16_t port;
-    bool ipv6;
+    struct fake_core core; /* the daemon, the shutdown pipe, the lock, the records */
 
-    pthread_mutex_t lock;
-    /* Guarded by lock. */
-    json_t *records[RECORDS_MAX]; /* a ring: the oldest is records[records_first] */
-    size_t records_first, n_records;
-    uint64_t n_requests;
+    /* Guarded by core.lock. */
     json_t *config;           /* every key of config_keys */
     json_t *clients;          /* client_id -> {client_secret, redirect_uris, deleted} */
     json_t *service_accounts; /* client_email -> {private_key_id, public_key_pem} */
@@ -168,56 +154,9 @@ static int oauth_error_set(struct oauth_error *e, unsigned status, const char *e
     return -EINVAL;
 }
 
-static void server_lock(struct server *s)
-{
-    pthread_mutex_lock(&s->lock);
-}
-
-static void server_unlock(struct server *s)
-{
-    pthread_mutex_unlock(&s->lock);
-}
-
-static void buf_done(struct buf *b)
-{
-    buf_free(b, false);
-}
-
 static int64_t now_s(void)
 {
     return (int64_t)(now_realtime_usec() / USEC_PER_SEC);
-}
-
-static char *json_dump_compact(const json_t *j)
-{
-    return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-}
-
-/* Returns a new JSON string holding s[0..n): as is when it is UTF-8, else read as ISO-8859-1.
- * NULL only when out of memory. */
-static json_t *json_stringn_lenient(const char *s, size_t n)
-{
-    _cleanup_free_ char *u = NULL;
-    json_t *j;
-    size_t k = 0;
-
-    j = json_stringn(s, n);
-    if (j)
-        return j;
-    u = malloc(2 * n + 1);
-    if (!u)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c < 0x80) {
-            u[k++] = (char)c;
-        } else {
-            u[k++] = (char)(0xc0 | (c >> 6));
-            u[k++] = (char)(0x80 | (c & 0x3f));
-        }
-    }
-    return json_stringn(u, k);
 }
 
 /* Borrowed string member of o, or NULL when absent or not a string. */
@@ -230,36 +169,6 @@ static const char *json_get_str(const json_t *o, const char *key)
 
 static const char b64url_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Returns a new malloc()ed base64url encoding of data, without padding, or NULL. */
-static char *b64url_encode(const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    char *out, *o;
-    size_t i;
-
-    out = malloc((n + 2) / 3 * 4 + 1);
-    if (!out)
-        return NULL;
-    o = out;
-    for (i = 0; i + 2 < n; i += 3) {
-        *o++ = b64url_alphabet[p[i] >> 2];
-        *o++ = b64url_alphabet[((p[i] & 0x03) << 4) | (p[i + 1] >> 4)];
-        *o++ = b64url_alphabet[((p[i + 1] & 0x0f) << 2) | (p[i + 2] >> 6)];
-        *o++ = b64url_alphabet[p[i + 2] & 0x3f];
-    }
-    if (i < n) {
-        *o++ = b64url_alphabet[p[i] >> 2];
-        if (i + 1 < n) {
-            *o++ = b64url_alphabet[((p[i] & 0x03) << 4) | (p[i + 1] >> 4)];
-            *o++ = b64url_alphabet[(p[i + 1] & 0x0f) << 2];
-        } else {
-            *o++ = b64url_alphabet[(p[i] & 0x03) << 4];
-        }
-    }
-    *o = '\0';
-    return out;
-}
 
 /* Decodes unpadded base64url s[0..n) into out (cleared first). Returns 0, -EINVAL for a character
  * outside the alphabet or an impossible length, or -ENOMEM/-ENOBUFS from out. */
@@ -294,7 +203,7 @@ static int b64url_decode(const char *s, size_t n, struct buf *out)
 /* Decodes the JSON object that base64url s[0..n) holds. Returns a new reference or NULL. */
 static json_t *b64url_decode_json_object(const char *s, size_t n)
 {
-    _cleanup_(buf_done) struct buf b = BUF_INIT(BODY_MAX);
+    _cleanup_(fake_buf_done) struct buf b = BUF_INIT(BODY_MAX);
     json_t *j;
 
     if (b64url_decode(s, n, &b) < 0)
@@ -357,7 +266,7 @@ static int form_parse(const char *data, size_t len, json_t **ret)
     if (!form)
         return -ENOMEM;
     while (p < end) {
-        _cleanup_(buf_done) struct buf name = BUF_INIT(BODY_MAX), value = BUF_INIT(BODY_MAX);
+        _cleanup_(fake_buf_done) struct buf name = BUF_INIT(BODY_MAX), value = BUF_INIT(BODY_MAX);
         const char *amp = memchr(p, '&', (size_t)(end - p)), *eq;
         json_t *v;
         int r;
@@ -418,7 +327,7 @@ static char *token_new(const char *prefix)
 
     if (random_bytes(raw, sizeof(raw)) < 0)
         return NULL;
-    enc = b64url_encode(raw, sizeof(raw));
+    enc = fake_base64_encode(raw, sizeof(raw), true);
     if (!enc || asprintf(&t, "%s%s", prefix, enc) < 0)
         return NULL;
     return t;
@@ -434,7 +343,7 @@ static int pkce_s256(const char *verifier, char out[static 44])
     if (EVP_Digest(verifier, strlen(verifier), md, &md_len, EVP_sha256(), NULL) != 1 ||
         md_len != 32)
         return -EIO;
-    enc = b64url_encode(md, md_len);
+    enc = fake_base64_encode(md, md_len, true);
     if (!enc)
         return -ENOMEM;
     memcpy(out, enc, 44); /* 43 characters and the NUL */
@@ -598,9 +507,7 @@ static int server_reset_locked(struct server *s)
         json_decref(*slots[i]);
         *slots[i] = fresh[i];
     }
-    for (size_t i = 0; i < s->n_records; i++)
-        json_decref(s->records[(s->records_first + i) % RECORDS_MAX]);
-    s->n_records = s->records_first = 0;
+    (void)fake_records_clear_locked(&s->core);
     return 0;
 }
 
@@ -608,17 +515,13 @@ static struct server *server_free(struct server *s)
 {
     if (!s)
         return NULL;
-    for (size_t i = 0; i < s->n_records; i++)
-        json_decref(s->records[(s->records_first + i) % RECORDS_MAX]);
     json_decref(s->config);
     json_decref(s->clients);
     json_decref(s->service_accounts);
     json_decref(s->codes);
     json_decref(s->refresh_tokens);
     json_decref(s->access_tokens);
-    safe_close(s->stop_pipe[0]);
-    safe_close(s->stop_pipe[1]);
-    pthread_mutex_destroy(&s->lock);
+    fake_core_done(&s->core);
     free(s);
     return NULL;
 }
@@ -632,10 +535,9 @@ static int server_new(struct server **ret)
     s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->stop_pipe[0] = s->stop_pipe[1] = -1;
-    pthread_mutex_init(&s->lock, NULL);
-    if (pipe2(s->stop_pipe, O_CLOEXEC) < 0)
-        return -errno;
+    r = fake_core_init(&s->core);
+    if (r < 0)
+        return r;
     r = server_reset_locked(s);
     if (r < 0)
         return r;
@@ -750,13 +652,13 @@ static char *id_token_new(const char *client_id, const char *email, bool with_em
     if (with_email && (json_object_set_new(claims, "email", json_string(email)) < 0 ||
                        json_object_set_new(claims, "email_verified", json_true()) < 0))
         return NULL;
-    hj = json_dump_compact(header);
-    cj = json_dump_compact(claims);
+    hj = fake_json_dump(header);
+    cj = fake_json_dump(claims);
     if (!hj || !cj)
         return NULL;
-    he = b64url_encode(hj, strlen(hj));
-    ce = b64url_encode(cj, strlen(cj));
-    se = b64url_encode("fake-signature", strlen("fake-signature"));
+    he = fake_base64_encode(hj, strlen(hj), true);
+    ce = fake_base64_encode(cj, strlen(cj), true);
+    se = fake_base64_encode("fake-signature", strlen("fake-signature"), true);
     if (!he || !ce || !se || asprintf(&out, "%s.%s.%s", he, ce, se) < 0)
         return NULL;
     return out;
@@ -806,9 +708,9 @@ static enum MHD_Result reply_full(struct request *req, unsigned status, const ch
         if (MHD_add_response_header(resp, extra[0], extra[1]) != MHD_YES)
             goto fail;
     if (req->record) {
-        server_lock(req->server);
+        fake_core_lock(&req->server->core);
         json_object_set_new(req->record, "status", json_integer(status));
-        server_unlock(req->server);
+        fake_core_unlock(&req->server->core);
     }
     ret = MHD_queue_response(req->connection, status, resp);
     MHD_destroy_response(resp);
@@ -822,7 +724,7 @@ fail:
 static enum MHD_Result reply_json(struct request *req, unsigned status, json_t *j,
                                   const char *const *extra)
 {
-    char *text = j ? json_dump_compact(j) : NULL;
+    char *text = j ? fake_json_dump(j) : NULL;
 
     json_decref(j);
     if (!text)
@@ -867,7 +769,7 @@ static enum MHD_Result reply_error(struct request *req, unsigned status, const c
 /* Waits up to ms milliseconds, or until shutdown. */
 static void server_delay(struct server *s, int64_t ms)
 {
-    struct pollfd p = {.fd = s->stop_pipe[0], .events = POLLIN};
+    struct pollfd p = {.fd = s->core.stop_pipe[0], .events = POLLIN};
 
     if (ms > 0)
         (void)poll(&p, 1, (int)MIN(ms, DELAY_CAP_MS));
@@ -885,7 +787,7 @@ static const char *query_arg(struct request *req, const char *name)
 static enum MHD_Result reply_redirect(struct request *req, const char *redirect_uri,
                                       const char *const *pairs)
 {
-    _cleanup_(buf_done) struct buf loc = BUF_INIT(0);
+    _cleanup_(fake_buf_done) struct buf loc = BUF_INIT(0);
     char sep = strchr(redirect_uri, '?') ? '&' : '?';
     const char *extra[3] = {MHD_HTTP_HEADER_LOCATION, NULL, NULL};
     int r;
@@ -936,14 +838,14 @@ static enum MHD_Result handle_auth(struct request *req)
     bool deny;
     json_t *rec;
 
-    server_lock(s);
+    fake_core_lock(&s->core);
     client = client_id ? json_object_get(s->clients, client_id) : NULL;
     if (!client || json_is_true(json_object_get(client, "deleted"))) {
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return reply_error(req, 400, "invalid_client", "The OAuth client was not found.");
     }
     if (!redirect_uri || !client_redirect_allowed(client, redirect_uri)) {
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return reply_error(req, 400, "redirect_uri_mismatch",
                            "The redirect_uri is not registered for this client.");
     }
@@ -960,12 +862,12 @@ static enum MHD_Result handle_auth(struct request *req)
     else if (!challenge && config_bool_locked(s, "require_pkce"))
         problem = "Missing required parameter: code_challenge";
     if (problem) {
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return reply_redirect_error(req, redirect_uri, error, problem, state);
     }
     deny = config_take_locked(s, "deny_next_authorizations");
     if (deny) {
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return reply_redirect_error(req, redirect_uri, "access_denied", NULL, state);
     }
 
@@ -979,10 +881,10 @@ static enum MHD_Result handle_auth(struct request *req)
                           (json_int_t)(now_s() + CODE_LIFETIME_S), "used", 0)
               : NULL;
     if (!rec || json_object_set_new(s->codes, code, rec) < 0) {
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return MHD_NO;
     }
-    server_unlock(s);
+    fake_core_unlock(&s->core);
 
     {
         const char *pairs[] = {"state", state, "code", code, "scope", granted, NULL};
@@ -1035,7 +937,7 @@ static int grant_authorization_code(struct server *s, const json_t *form, json_t
 
     if (!code)
         return oauth_error_set(e, 400, "invalid_request", "Missing required parameter: code");
-    server_lock(s);
+    fake_core_lock(&s->core);
     if (!client_authenticate_locked(s, form, e))
         goto fail;
     client_id = json_get_str(form, "client_id");
@@ -1092,14 +994,14 @@ static int grant_authorization_code(struct server *s, const json_t *form, json_t
     reply = user_token_reply(access, expires_in, refresh, scope, client_id, email);
     if (!reply)
         goto oom;
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     *ret_reply = reply;
     return 0;
 oom:
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     return -ENOMEM;
 fail:
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     return -EINVAL;
 }
 
@@ -1115,7 +1017,7 @@ static int grant_refresh_token(struct server *s, const json_t *form, json_t **re
     if (!token)
         return oauth_error_set(e, 400, "invalid_request",
                                "Missing required parameter: refresh_token");
-    server_lock(s);
+    fake_core_lock(&s->core);
     if (!client_authenticate_locked(s, form, e))
         goto fail;
     client_id = json_get_str(form, "client_id");
@@ -1151,13 +1053,13 @@ static int grant_refresh_token(struct server *s, const json_t *form, json_t **re
                       config_bool_locked(s, "refresh_reply_includes_refresh_token") ? token : NULL,
                       scope, client_id, email)
                 : NULL;
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     if (!reply)
         return -ENOMEM;
     *ret_reply = reply;
     return 0;
 fail:
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     return -EINVAL;
 }
 
@@ -1220,8 +1122,8 @@ static bool audience_is_ours(struct request *req, const char *aud, const char *t
 
     if (token_url && streq(aud, token_url))
         return true;
-    snprintf(url, sizeof(url), req->server->ipv6 ? "http://[%s]:%u/token" : "http://%s:%u/token",
-             arg_listen, (unsigned)req->server->port);
+    snprintf(url, sizeof(url), arg_options.ipv6 ? "http://[%s]:%u/token" : "http://%s:%u/token",
+             arg_options.listen, (unsigned)req->server->core.port);
     if (streq(aud, url))
         return true;
     if (host) {
@@ -1240,7 +1142,7 @@ static int grant_jwt_bearer(struct request *req, const json_t *form, json_t **re
     struct server *s = req->server;
     const char *assertion = json_get_str(form, "assertion"), *dot1, *dot2, *iss, *kid, *aud, *scope,
                *access;
-    _cleanup_(buf_done) struct buf sig = BUF_INIT(BODY_MAX);
+    _cleanup_(fake_buf_done) struct buf sig = BUF_INIT(BODY_MAX);
     json_auto_t *header = NULL, *claims = NULL;
     _cleanup_free_ char *pem = NULL, *token_url = NULL;
     const json_t *sa, *exp, *iat;
@@ -1265,13 +1167,13 @@ static int grant_jwt_bearer(struct request *req, const json_t *form, json_t **re
     if (!iss)
         return oauth_error_set(e, 400, "invalid_grant", "Invalid JWT: missing iss.");
 
-    server_lock(s);
+    fake_core_lock(&s->core);
     sa = json_object_get(s->service_accounts, iss);
     if (sa && kid && streq(kid, json_get_str(sa, "private_key_id")))
         pem = strdup(json_get_str(sa, "public_key_pem"));
     if (config_str_locked(s, "token_url"))
         token_url = strdup(config_str_locked(s, "token_url"));
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     if (!sa)
         return oauth_error_set(e, 400, "invalid_grant", "Invalid grant: account not found");
     if (!pem) /* no kid, or not the registered key's id */
@@ -1303,12 +1205,12 @@ static int grant_jwt_bearer(struct request *req, const json_t *form, json_t **re
         return oauth_error_set(e, 400, "invalid_scope",
                                "Invalid OAuth scope or ID token audience provided.");
 
-    server_lock(s);
+    fake_core_lock(&s->core);
     access = server_issue_access_token_locked(s, "jwt-bearer", NULL, iss, scope, NULL, &expires_in);
     reply = access ? json_pack("{s:s,s:I,s:s}", "access_token", access, "expires_in",
                                (json_int_t)expires_in, "token_type", "Bearer")
                    : NULL;
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     if (!reply)
         return -ENOMEM;
     *ret_reply = reply;
@@ -1338,17 +1240,17 @@ static enum MHD_Result handle_token(struct request *req)
 
     if (!streq(req->method, "POST"))
         return reply_error(req, 405, "invalid_request", "Method not allowed.");
-    server_lock(s);
+    fake_core_lock(&s->core);
     delay = config_int_locked(s, "delay_ms");
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     server_delay(s, delay);
 
-    server_lock(s);
+    fake_core_lock(&s->core);
     if (config_take_locked(s, "fail_next_token_requests")) {
         fail_status = config_int_locked(s, "fail_status");
         snprintf(fail_error, sizeof(fail_error), "%s", config_str_locked(s, "fail_error"));
     }
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     if (fail_status > 0)
         return reply_error(req, (unsigned)fail_status, fail_error, "Injected failure.");
 
@@ -1410,7 +1312,7 @@ static enum MHD_Result handle_revoke(struct request *req)
     if (!token)
         return reply_error(req, 400, "invalid_request", "Missing required parameter: token");
 
-    server_lock(s);
+    fake_core_lock(&s->core);
     rec = json_object_get(s->refresh_tokens, token);
     if (rec && !json_is_true(json_object_get(rec, "revoked"))) {
         server_revoke_grant_locked(s, token);
@@ -1427,7 +1329,7 @@ static enum MHD_Result handle_revoke(struct request *req)
             ok = true;
         }
     }
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     if (!ok)
         return reply_error(req, 400, "invalid_token", "Token expired or revoked");
     return reply_json(req, 200, json_object(), NULL);
@@ -1456,9 +1358,9 @@ static enum MHD_Result handle_metadata(struct request *req, const char *url)
         return reply_text(req, 405, "Method not allowed.\n", metadata_headers);
 
     if (streq(url, "/computeMetadata/v1/project/project-id")) {
-        server_lock(s);
+        fake_core_lock(&s->core);
         text = strdup(config_str_locked(s, "project_id"));
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return text ? reply_text(req, 200, text, metadata_headers) : MHD_NO;
     }
     if (streq(url, "/computeMetadata/v1/project/numeric-project-id"))
@@ -1480,11 +1382,11 @@ static enum MHD_Result handle_metadata(struct request *req, const char *url)
         for (char *p = scope; *p; p++)
             if (*p == ',')
                 *p = ' ';
-        server_lock(s);
+        fake_core_lock(&s->core);
         delay = config_int_locked(s, "delay_ms");
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         server_delay(s, delay);
-        server_lock(s);
+        fake_core_lock(&s->core);
         fail = config_take_locked(s, "fail_next_metadata_requests");
         access = fail ? NULL
                       : server_issue_access_token_locked(s, "metadata", NULL,
@@ -1493,16 +1395,16 @@ static enum MHD_Result handle_metadata(struct request *req, const char *url)
         reply = access ? json_pack("{s:s,s:I,s:s}", "access_token", access, "expires_in",
                                    (json_int_t)expires_in, "token_type", "Bearer")
                        : NULL;
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         if (fail)
             return reply_text(req, 503, "Service Unavailable (injected failure)\n",
                               metadata_headers);
         return reply_json(req, 200, reply, metadata_headers);
     }
     if (streq(sub, "/email")) {
-        server_lock(s);
+        fake_core_lock(&s->core);
         text = strdup(config_str_locked(s, "metadata_email"));
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return text ? reply_text(req, 200, text, metadata_headers) : MHD_NO;
     }
     if (streq(sub, "/scopes"))
@@ -1514,10 +1416,10 @@ static enum MHD_Result handle_metadata(struct request *req, const char *url)
         if (!recursive || !streq(recursive, "true"))
             return reply_text(req, 200, "aliases\nemail\nidentity\nscopes\ntoken\n",
                               metadata_headers);
-        server_lock(s);
+        fake_core_lock(&s->core);
         j = json_pack("{s:[s],s:s,s:[s]}", "aliases", "default", "email",
                       config_str_locked(s, "metadata_email"), "scopes", DEFAULT_METADATA_SCOPE);
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return reply_json(req, 200, j, metadata_headers);
     }
     return reply_text(req, 404, "Not Found\n", metadata_headers);
@@ -1592,9 +1494,9 @@ static enum MHD_Result control_add_client(struct request *req)
                   "redirect_uris", uris, "deleted", json_is_true(json_object_get(body, "deleted")));
     if (!rec)
         return MHD_NO;
-    server_lock(s);
+    fake_core_lock(&s->core);
     json_object_set(s->clients, client_id, rec);
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     return reply_json(req, 200, rec, NULL);
 }
 
@@ -1625,9 +1527,9 @@ static enum MHD_Result control_add_service_account(struct request *req)
                     kid);
     if (!rec)
         return MHD_NO;
-    server_lock(s);
+    fake_core_lock(&s->core);
     json_object_set(s->service_accounts, email, rec);
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     return reply_json(req, 200, rec, NULL);
 }
 
@@ -1651,7 +1553,7 @@ static enum MHD_Result control_add_refresh_token(struct request *req)
         return MHD_NO;
     client_id = json_get_str(body, "client_id");
     scope = json_get_str(body, "scope") ?: DEFAULT_SEEDED_SCOPE;
-    server_lock(s);
+    fake_core_lock(&s->core);
     email = json_get_str(body, "email") ?: config_str_locked(s, "user_email");
     r = server_add_refresh_token_locked(s, token, client_id, email, scope,
                                         json_is_true(json_object_get(body, "rapt_required")));
@@ -1660,7 +1562,7 @@ static enum MHD_Result control_add_refresh_token(struct request *req)
         if (reply)
             json_object_set_new(reply, "refresh_token", json_string(token));
     }
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     return reply_json(req, 200, reply, NULL);
 }
 
@@ -1707,10 +1609,10 @@ static enum MHD_Result control_set_config(struct request *req)
             return control_error(req, 400, message);
         }
     }
-    server_lock(s);
+    fake_core_lock(&s->core);
     json_object_update(s->config, body);
     copy = json_deep_copy(s->config);
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     return reply_json(req, 200, copy, NULL);
 }
 
@@ -1724,7 +1626,7 @@ static enum MHD_Result control_list_tokens(struct request *req, bool refresh)
 
     if (!list)
         return MHD_NO;
-    server_lock(s);
+    fake_core_lock(&s->core);
     json_object_foreach (refresh ? s->refresh_tokens : s->access_tokens, key, rec) {
         json_t *item;
 
@@ -1747,7 +1649,7 @@ static enum MHD_Result control_list_tokens(struct request *req, bool refresh)
         }
         json_array_append_new(list, item);
     }
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     return reply_json(req, 200, list, NULL);
 }
 
@@ -1755,19 +1657,8 @@ static enum MHD_Result control_list_tokens(struct request *req, bool refresh)
 static enum MHD_Result control_list_requests(struct request *req)
 {
     struct server *s = req->server;
-    json_t *list = json_array();
-    char *text;
+    char *text = fake_records_dump(&s->core);
 
-    if (!list)
-        return MHD_NO;
-    /* Records change under the lock as replies go out, so they are serialized under it. */
-    server_lock(s);
-    for (size_t i = 0; i < s->n_records; i++)
-        json_array_append(list, s->records[(s->records_first + i) % RECORDS_MAX]);
-    text = json_dump_compact(list);
-    json_array_clear(list);
-    server_unlock(s);
-    json_decref(list);
     if (!text)
         return MHD_NO;
     return reply_full(req, 200, CONTENT_TYPE_JSON, text, NULL);
@@ -1784,12 +1675,9 @@ static enum MHD_Result dispatch_control(struct request *req, const char *url)
     if (streq(url, "/_fake/requests") && streq(m, "GET"))
         return control_list_requests(req);
     if (streq(url, "/_fake/requests") && streq(m, "DELETE")) {
-        server_lock(s);
-        n = s->n_records;
-        for (size_t i = 0; i < s->n_records; i++)
-            json_decref(s->records[(s->records_first + i) % RECORDS_MAX]);
-        s->n_records = s->records_first = 0;
-        server_unlock(s);
+        fake_core_lock(&s->core);
+        n = fake_records_clear_locked(&s->core);
+        fake_core_unlock(&s->core);
         return reply_json(req, 200, json_pack("{s:I}", "cleared", (json_int_t)n), NULL);
     }
     if (streq(url, "/_fake/clients") && streq(m, "POST"))
@@ -1806,18 +1694,18 @@ static enum MHD_Result dispatch_control(struct request *req, const char *url)
         return control_list_tokens(req, true);
     if (streq(m, "GET") && (streq(url, "/_fake/config") || streq(url, "/_fake/clients") ||
                             streq(url, "/_fake/service-accounts") || streq(url, "/_fake/codes"))) {
-        server_lock(s);
+        fake_core_lock(&s->core);
         j = json_deep_copy(streq(url, "/_fake/config")    ? s->config
                            : streq(url, "/_fake/clients") ? s->clients
                            : streq(url, "/_fake/codes")   ? s->codes
                                                           : s->service_accounts);
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return reply_json(req, 200, j, NULL);
     }
     if (streq(url, "/_fake/reset") && streq(m, "POST")) {
-        server_lock(s);
+        fake_core_lock(&s->core);
         r = server_reset_locked(s);
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         if (r < 0)
             return MHD_NO;
         return reply_json(req, 200, json_pack("{s:b}", "reset", 1), NULL);
@@ -1827,33 +1715,6 @@ static enum MHD_Result dispatch_control(struct request *req, const char *url)
 
 /* ---- request plumbing ---- */
 
-static enum MHD_Result collect_header(void *cls, _unused_ enum MHD_ValueKind kind, const char *key,
-                                      const char *value)
-{
-    json_t *headers = cls;
-    _cleanup_free_ char *name = strdup(key);
-    const json_t *old;
-    json_t *v;
-
-    if (!name)
-        return MHD_NO;
-    for (char *p = name; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    value = value ? value : "";
-    old = json_object_get(headers, name);
-    if (old) {
-        _cleanup_free_ char *joined = NULL;
-
-        if (asprintf(&joined, "%s, %s", json_string_value(old), value) < 0)
-            return MHD_NO;
-        v = json_stringn_lenient(joined, strlen(joined));
-    } else
-        v = json_stringn_lenient(value, strlen(value));
-    if (!v || json_object_set_new(headers, name, v) < 0)
-        return MHD_NO;
-    return MHD_YES;
-}
-
 /* Records an API request, once its body is in: method, raw target, headers, body. Returns 0 or
  * -ENOMEM. */
 static int request_record(struct request *req)
@@ -1862,28 +1723,22 @@ static int request_record(struct request *req)
     json_auto_t *rec = NULL;
     json_t *headers = json_object();
 
-    rec = json_pack("{s:I,s:o,s:o,s:o,s:o,s:n,s:I}", "id", (json_int_t)0, "method",
-                    json_stringn_lenient(req->method, strlen(req->method)), "path",
-                    json_stringn_lenient(req->uri, strlen(req->uri)), "headers", headers, "body",
-                    req->too_large
-                        ? json_null()
-                        : json_stringn_lenient(req->body.data ? req->body.data : "", req->body.len),
-                    "status", "received_at_ms", (json_int_t)(now_realtime_usec() / USEC_PER_MSEC));
+    rec =
+        json_pack("{s:I,s:o,s:o,s:o,s:o,s:n,s:I}", "id", (json_int_t)0, "method",
+                  fake_json_stringn_lenient(req->method, strlen(req->method)), "path",
+                  fake_json_stringn_lenient(req->uri, strlen(req->uri)), "headers", headers, "body",
+                  req->too_large ? json_null()
+                                 : fake_json_stringn_lenient(req->body.data ? req->body.data : "",
+                                                             req->body.len),
+                  "status", "received_at_ms", (json_int_t)(now_realtime_usec() / USEC_PER_MSEC));
     if (!rec)
         return -ENOMEM;
-    if (MHD_get_connection_values(req->connection, MHD_HEADER_KIND, collect_header, headers) < 0)
+    if (fake_collect_headers(req->connection, headers) < 0)
         return -ENOMEM;
-    server_lock(s);
-    json_object_set_new(rec, "id", json_integer((json_int_t)++s->n_requests));
-    if (s->n_records == RECORDS_MAX) {
-        json_decref(s->records[s->records_first]);
-        s->records[s->records_first] = json_incref(rec);
-        s->records_first = (s->records_first + 1) % RECORDS_MAX;
-    } else {
-        s->records[(s->records_first + s->n_records) % RECORDS_MAX] = json_incref(rec);
-        s->n_records++;
-    }
-    server_unlock(s);
+    fake_core_lock(&s->core);
+    json_object_set_new(rec, "id", json_integer((json_int_t)++s->core.n_requests));
+    fake_records_add_locked(&s->core, rec);
+    fake_core_unlock(&s->core);
     req->record = TAKE_PTR(rec);
     return 0;
 }
@@ -1909,9 +1764,9 @@ static struct request *request_free(struct request *req)
     if (!req)
         return NULL;
     if (req->record) {
-        server_lock(req->server);
+        fake_core_lock(&req->server->core);
         json_decref(req->record);
-        server_unlock(req->server);
+        fake_core_unlock(&req->server->core);
     }
     buf_free(&req->body, false);
     free(req->uri);
@@ -1950,19 +1805,8 @@ static enum MHD_Result on_request(_unused_ void *cls, struct MHD_Connection *con
         req->control = startswith(url, "/_fake/");
         return MHD_YES;
     }
-    if (*upload_data_size > 0) {
-        if (!req->too_large) {
-            int r = buf_append(&req->body, upload_data, *upload_data_size);
-
-            if (r == -ENOBUFS) {
-                req->too_large = true;
-                buf_free(&req->body, false);
-            } else if (r < 0)
-                return MHD_NO;
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
+    if (*upload_data_size > 0)
+        return fake_body_upload(&req->body, &req->too_large, upload_data, upload_data_size);
     if (req->control)
         return dispatch_control(req, url);
     if (request_record(req) < 0)
@@ -1979,144 +1823,31 @@ static void on_completed(_unused_ void *cls, _unused_ struct MHD_Connection *con
 
 /* ---- main ---- */
 
-static void help(void)
-{
-    printf("fake-oauth [OPTIONS]\n\n"
-           "A fake Google OAuth server, token endpoint and metadata server for authd's tests.\n\n"
-           "  -h --help          Show this help\n"
-           "     --listen ADDR   Loopback address to listen on (default 127.0.0.1)\n"
-           "     --port N        Port; 0 picks a free one (default 0)\n"
-           "  -v --verbose       Log each request to stderr\n\n"
-           "Prints PORT=<n> once listening; runs until SIGTERM or SIGINT.\n");
-}
-
-static int parse_argv(int argc, char *argv[])
-{
-    enum { ARG_LISTEN = 0x100, ARG_PORT };
-    static const struct option options[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"listen", required_argument, NULL, ARG_LISTEN},
-        {"port", required_argument, NULL, ARG_PORT},
-        {"verbose", no_argument, NULL, 'v'},
-        {},
-    };
-    int64_t port;
-    int c;
-
-    while ((c = getopt_long(argc, argv, "hv", options, NULL)) >= 0)
-        switch (c) {
-        case 'h':
-            help();
-            return 0;
-        case ARG_LISTEN:
-            arg_listen = optarg;
-            break;
-        case ARG_PORT:
-            if (parse_int64(optarg, &port) < 0 || port < 0 || port > 65535)
-                return log_error_errno(-EINVAL, "Invalid port '%s'.", optarg);
-            arg_port = (uint16_t)port;
-            break;
-        case 'v':
-            arg_verbose = true;
-            break;
-        case '?':
-            return -EINVAL;
-        default:
-            assert(false);
-        }
-    if (optind < argc)
-        return log_error_errno(-EINVAL, "Unexpected argument '%s'.", argv[optind]);
-    return 1;
-}
-
-/* Fills *ret with arg_listen and arg_port; only loopback addresses are accepted. */
-static int listen_address(struct sockaddr_storage *ret, bool *ret_ipv6)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(arg_port)};
-    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(arg_port)};
-
-    memset(ret, 0, sizeof(*ret));
-    if (inet_pton(AF_INET, arg_listen, &sin.sin_addr) == 1) {
-        if ((ntohl(sin.sin_addr.s_addr) >> 24) != 127)
-            return log_error_errno(-EINVAL, "'%s' is not a loopback address.", arg_listen);
-        memcpy(ret, &sin, sizeof(sin));
-        *ret_ipv6 = false;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, arg_listen, &sin6.sin6_addr) == 1) {
-        if (!IN6_IS_ADDR_LOOPBACK(&sin6.sin6_addr))
-            return log_error_errno(-EINVAL, "'%s' is not a loopback address.", arg_listen);
-        memcpy(ret, &sin6, sizeof(sin6));
-        *ret_ipv6 = true;
-        return 0;
-    }
-    return log_error_errno(-EINVAL, "Invalid listen address '%s'.", arg_listen);
-}
+static const struct fake_cli cli = {
+    .help = "fake-oauth [OPTIONS]\n\n"
+            "A fake Google OAuth server, token endpoint and metadata server for authd's tests.\n\n"
+            "  -h --help          Show this help\n"
+            "     --listen ADDR   Loopback address to listen on (default 127.0.0.1)\n"
+            "     --port N        Port; 0 picks a free one (default 0)\n"
+            "  -v --verbose       Log each request to stderr\n\n"
+            "Prints PORT=<n> once listening; runs until SIGTERM or SIGINT.\n",
+};
 
 static int run(int argc, char *argv[])
 {
     _cleanup_(server_freep) struct server *s = NULL;
-    struct sockaddr_storage sa;
-    const union MHD_DaemonInfo *info;
-    unsigned flags;
-    sigset_t mask;
-    bool ipv6;
-    int r, sig;
+    int r;
 
-    r = parse_argv(argc, argv);
+    r = fake_parse_argv(&cli, argc, argv, &arg_options);
     if (r <= 0)
-        return r;
-    if (arg_verbose)
-        log_set_max_level(LOG_DEBUG);
-    r = listen_address(&sa, &ipv6);
-    if (r < 0)
         return r;
     r = server_new(&s);
     if (r < 0)
         return log_error_errno(r, "Failed to set up: %m");
-    s->ipv6 = ipv6;
-
-    /* Block the signals before libmicrohttpd starts its threads, so they inherit the mask and
-     * only sigwait() below sees SIGTERM and SIGINT. */
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    r = -pthread_sigmask(SIG_BLOCK, &mask, NULL);
-    if (r < 0)
-        return log_error_errno(r, "Failed to block signals: %m");
-    signal(SIGPIPE, SIG_IGN);
-
-    flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
-    if (ipv6)
-        flags |= MHD_USE_IPv6;
-    if (arg_verbose)
-        flags |= MHD_USE_ERROR_LOG;
-    s->daemon = MHD_start_daemon(flags, arg_port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-                                 (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, 0u,
-                                 MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
-    if (!s->daemon)
-        return log_error_errno(-EADDRNOTAVAIL, "Failed to listen on '%s' port %u.", arg_listen,
-                               (unsigned)arg_port);
-    info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    if (!info || info->port == 0) {
-        MHD_stop_daemon(s->daemon);
-        return log_error_errno(-EIO, "Failed to learn the listening port.");
-    }
-    s->port = info->port;
-    if (printf("PORT=%u\n", (unsigned)info->port) < 0 || fflush(stdout) != 0)
-        log_warning_errno(-errno, "Failed to print the port, continuing: %m");
-
-    do
-        r = sigwait(&mask, &sig);
-    while (r == EINTR);
-    log_debug("Got signal %d, stopping.", sig);
-
-    /* Wake every delayed reply, then let libmicrohttpd join the connection threads. */
-    if (write(s->stop_pipe[1], "x", 1) < 0)
-        log_warning_errno(-errno, "Failed to wake delayed replies: %m");
-    MHD_stop_daemon(s->daemon);
-    return 0;
+    return fake_serve(
+        &s->core, &arg_options,
+        &(const struct fake_daemon){
+            .on_request = on_request, .on_uri = on_uri, .on_completed = on_completed, .cls = s});
 }
 
 int main(int argc, char *argv[])

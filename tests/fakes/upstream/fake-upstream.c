@@ -17,9 +17,9 @@
  *
  * libmicrohttpd runs a thread per connection, so a reply may block. A delay or a hang is a poll()
  * on the connection's socket for POLLRDHUP, which wakes as soon as the client goes away, plus a
- * pipe that main() writes at shutdown so no wait outlives the daemon. Waits before the status line
- * happen in the access handler, before the response is queued; waits between chunks happen in the
- * content reader, which libmicrohttpd calls once per chunk after it has sent the headers.
+ * pipe that fake_serve() writes at shutdown so no wait outlives the daemon. Waits before the status
+ * line happen in the access handler, before the response is queued; waits between chunks happen in
+ * the content reader, which libmicrohttpd calls once per chunk after it has sent the headers.
  *
  * The default replies are built once at start-up, so a benchmark measures the router rather than
  * the fake: a request costs a JSON parse of its body and a couple of small copies (the model and a
@@ -28,37 +28,31 @@
  * State shared between connections (the script queue, the record ring, the counters) sits behind
  * one mutex. It is not a real API: no TLS, no validation of request bodies beyond "is it a JSON
  * object", no pagination of /v1/models, no rate limits. */
-#include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
 
 #include "buf.h"
+#include "fake-common.h"
 #include "log.h"
 #include "macro.h"
 #include "util.h"
 
 #define BODY_MAX ((size_t)64 * 1024 * 1024)
-#define RECORDS_MAX 2000
 #define WAIT_CAP_MS ((uint64_t)10 * 60 * 1000)
 #define CONNECTION_LIMIT 4000
 #define THREAD_STACK_SIZE ((size_t)1024 * 1024)
@@ -67,11 +61,9 @@
 #define DEFAULT_MODEL "claude-sonnet-4-5"
 #define CONTENT_TYPE_JSON "application/json"
 #define CONTENT_TYPE_SSE "text/event-stream"
+#define ARG_NO_RECORD 0x200
 
-static const char *arg_listen = "127.0.0.1";
-static uint16_t arg_port = 0;
 static bool arg_record = true;
-static bool arg_verbose = false;
 
 /* The default stream's text, one content_block_delta each; the default Message carries them
  * joined, so a test can compare the two. */
@@ -134,15 +126,11 @@ struct script {
 };
 
 struct server {
-    struct MHD_Daemon *daemon;
-    int stop_pipe[2]; /* written once at shutdown; waits poll the read end */
+    struct fake_core core; /* the daemon, the shutdown pipe, the lock, the records */
 
-    pthread_mutex_t lock;
-    /* Guarded by lock. */
-    json_t *records[RECORDS_MAX]; /* a ring: the oldest is records[records_first] */
-    size_t records_first, n_records;
+    /* Guarded by core.lock. */
     json_t *queue; /* an array of scripts, oldest first */
-    uint64_t n_requests, open_connections, connections_total;
+    uint64_t open_connections, connections_total;
 
     /* Built by server_precompute(), read-only while the daemon runs. */
     char *message_suffix; /* the default Message after its model */
@@ -192,92 +180,6 @@ static double now_ms(void)
     return (double)now_realtime_usec() / 1000.0;
 }
 
-static void server_lock(struct server *s)
-{
-    pthread_mutex_lock(&s->lock);
-}
-
-static void server_unlock(struct server *s)
-{
-    pthread_mutex_unlock(&s->lock);
-}
-
-static void buf_done(struct buf *b)
-{
-    buf_free(b, false);
-}
-
-/* Returns a new malloc()ed, NUL-terminated base64 encoding of data, or NULL. */
-static char *base64_encode(const void *data, size_t n)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *p = data;
-    char *out, *o;
-    size_t i;
-
-    if (n > (SIZE_MAX - 1) / 4 * 3 - 2)
-        return NULL;
-    out = malloc((n + 2) / 3 * 4 + 1);
-    if (!out)
-        return NULL;
-    o = out;
-    for (i = 0; i + 2 < n; i += 3) {
-        *o++ = alphabet[p[i] >> 2];
-        *o++ = alphabet[((p[i] & 0x03) << 4) | (p[i + 1] >> 4)];
-        *o++ = alphabet[((p[i + 1] & 0x0f) << 2) | (p[i + 2] >> 6)];
-        *o++ = alphabet[p[i + 2] & 0x3f];
-    }
-    if (i < n) {
-        *o++ = alphabet[p[i] >> 2];
-        if (i + 1 < n) {
-            *o++ = alphabet[((p[i] & 0x03) << 4) | (p[i + 1] >> 4)];
-            *o++ = alphabet[(p[i + 1] & 0x0f) << 2];
-        } else {
-            *o++ = alphabet[(p[i] & 0x03) << 4];
-            *o++ = '=';
-        }
-        *o++ = '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-/* Returns a new JSON string holding s: as is when it is UTF-8, else read as ISO-8859-1, which is
- * how HTTP has always treated header bytes over 0x7f. NULL only when out of memory. */
-static json_t *json_string_lenient(const char *s)
-{
-    _cleanup_free_ char *u = NULL;
-    json_t *j;
-    size_t n, k = 0;
-
-    j = json_string(s);
-    if (j)
-        return j;
-    n = strlen(s);
-    u = malloc(2 * n + 1);
-    if (!u)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c < 0x80) {
-            u[k++] = (char)c;
-        } else {
-            u[k++] = (char)(0xc0 | (c >> 6));
-            u[k++] = (char)(0x80 | (c & 0x3f));
-        }
-    }
-    return json_stringn(u, k);
-}
-
-/* Serializes j compactly; JSON_ENCODE_ANY lets a bare string or number through. Returns a new
- * malloc()ed string or NULL. */
-static char *json_dump_compact(const json_t *j)
-{
-    return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-}
-
 /* Start-up: builds the default replies. Returns 0 or -ENOMEM. */
 static int server_precompute(struct server *s)
 {
@@ -293,7 +195,7 @@ static int server_precompute(struct server *s)
         "\"stop_sequence\":null},\"usage\":{\"output_tokens\":19}}\n\n",
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     };
-    _cleanup_(buf_done) struct buf text = BUF_INIT(0), b = BUF_INIT(0);
+    _cleanup_(fake_buf_done) struct buf text = BUF_INIT(0), b = BUF_INIT(0);
     json_auto_t *list = NULL;
     _cleanup_free_ char *text_json = NULL;
     size_t e = 1;
@@ -314,7 +216,7 @@ static int server_precompute(struct server *s)
                           "delta", "type", "text_delta", "text", default_text[i]);
         if (!delta)
             return -ENOMEM;
-        data = json_dump_compact(delta);
+        data = fake_json_dump(delta);
         if (!data)
             return -ENOMEM;
         buf_clear(&b);
@@ -335,7 +237,7 @@ static int server_precompute(struct server *s)
     {
         json_auto_t *t = json_stringn(text.data, text.len);
 
-        text_json = t ? json_dump_compact(t) : NULL;
+        text_json = t ? fake_json_dump(t) : NULL;
     }
     if (!text_json)
         return -ENOMEM;
@@ -363,7 +265,7 @@ static int server_precompute(struct server *s)
 
         if (json_array_append_new(list, item) < 0)
             return -ENOMEM;
-        s->model_items[i] = json_dump_compact(item);
+        s->model_items[i] = fake_json_dump(item);
         if (!s->model_items[i])
             return -ENOMEM;
         s->model_items_len[i] = strlen(s->model_items[i]);
@@ -372,7 +274,7 @@ static int server_precompute(struct server *s)
         json_auto_t *page = json_pack("{s:O,s:b,s:s,s:s}", "data", list, "has_more", 0, "first_id",
                                       models[0].id, "last_id", models[ELEMENTSOF(models) - 1].id);
 
-        s->models_list = page ? json_dump_compact(page) : NULL;
+        s->models_list = page ? fake_json_dump(page) : NULL;
     }
     if (!s->models_list)
         return -ENOMEM;
@@ -384,8 +286,6 @@ static struct server *server_free(struct server *s)
 {
     if (!s)
         return NULL;
-    for (size_t i = 0; i < s->n_records; i++)
-        json_decref(s->records[(s->records_first + i) % RECORDS_MAX]);
     json_decref(s->queue);
     free(s->message_suffix);
     for (size_t i = 0; i < SSE_EVENTS; i++)
@@ -393,9 +293,7 @@ static struct server *server_free(struct server *s)
     free(s->models_list);
     for (size_t i = 0; i < ELEMENTSOF(models); i++)
         free(s->model_items[i]);
-    safe_close(s->stop_pipe[0]);
-    safe_close(s->stop_pipe[1]);
-    pthread_mutex_destroy(&s->lock);
+    fake_core_done(&s->core);
     free(s);
     return NULL;
 }
@@ -409,10 +307,9 @@ static int server_new(struct server **ret)
     s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->stop_pipe[0] = s->stop_pipe[1] = -1;
-    pthread_mutex_init(&s->lock, NULL);
-    if (pipe2(s->stop_pipe, O_CLOEXEC) < 0)
-        return -errno;
+    r = fake_core_init(&s->core);
+    if (r < 0)
+        return r;
     s->queue = json_array();
     if (!s->queue)
         return -ENOMEM;
@@ -428,66 +325,13 @@ static json_t *server_queue_pop(struct server *s)
 {
     json_t *script = NULL;
 
-    server_lock(s);
+    fake_core_lock(&s->core);
     if (json_array_size(s->queue) > 0) {
         script = json_incref(json_array_get(s->queue, 0));
         json_array_remove(s->queue, 0);
     }
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     return script;
-}
-
-/* Stores a new record in the ring, dropping the oldest when it is full. Borrows rec: the ring
- * takes its own reference. The caller holds the lock. */
-static void server_add_record_locked(struct server *s, json_t *rec)
-{
-    if (s->n_records == RECORDS_MAX) {
-        json_decref(s->records[s->records_first]);
-        s->records[s->records_first] = json_incref(rec);
-        s->records_first = (s->records_first + 1) % RECORDS_MAX;
-    } else {
-        s->records[(s->records_first + s->n_records) % RECORDS_MAX] = json_incref(rec);
-        s->n_records++;
-    }
-}
-
-static enum MHD_Result collect_header(void *cls, _unused_ enum MHD_ValueKind kind, const char *key,
-                                      const char *value)
-{
-    json_t *headers = cls;
-    _cleanup_free_ char *name = NULL;
-    json_t *v, *old;
-
-    name = strdup(key);
-    if (!name)
-        return MHD_NO;
-    for (char *p = name; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    v = json_string_lenient(value ? value : "");
-    if (!v)
-        return MHD_NO;
-
-    /* A repeated header is joined the way HTTP allows: "a, b". */
-    old = json_object_get(headers, name);
-    if (old) {
-        _cleanup_(buf_done) struct buf b = BUF_INIT(0);
-        int r;
-
-        r = buf_append_str(&b, json_string_value(old));
-        if (r >= 0)
-            r = buf_append_str(&b, ", ");
-        if (r >= 0)
-            r = buf_append(&b, json_string_value(v), json_string_length(v));
-        json_decref(v);
-        if (r < 0)
-            return MHD_NO;
-        v = json_stringn(b.data, b.len);
-        if (!v)
-            return MHD_NO;
-    }
-    if (json_object_set_new(headers, name, v) < 0)
-        return MHD_NO;
-    return MHD_YES;
 }
 
 /* Numbers a new API request and, when recording, creates its record. The number and the ring
@@ -502,13 +346,12 @@ static int request_start(struct request *req)
 
         rec = json_object();
         if (!rec || json_object_set_new(rec, "id", json_integer(0)) < 0 ||
-            json_object_set_new(rec, "method", json_string_lenient(req->method)) < 0 ||
-            json_object_set_new(rec, "path", json_string_lenient(req->uri)) < 0 ||
+            json_object_set_new(rec, "method", fake_json_string_lenient(req->method)) < 0 ||
+            json_object_set_new(rec, "path", fake_json_string_lenient(req->uri)) < 0 ||
             json_object_set_new(rec, "headers", json_object()) < 0)
             return -ENOMEM;
         headers = json_object_get(rec, "headers");
-        if (MHD_get_connection_values(req->connection, MHD_HEADER_KIND, collect_header, headers) <
-                0 ||
+        if (fake_collect_headers(req->connection, headers) < 0 ||
             json_object_set_new(rec, "body", json_null()) < 0 ||
             json_object_set_new(rec, "received_at_ms", json_real(req->received_at_ms)) < 0 ||
             json_object_set_new(rec, "status", json_null()) < 0 ||
@@ -517,13 +360,13 @@ static int request_start(struct request *req)
             return -ENOMEM;
     }
 
-    server_lock(s);
-    req->id = ++s->n_requests;
+    fake_core_lock(&s->core);
+    req->id = ++s->core.n_requests;
     if (rec) {
         json_object_set_new(rec, "id", json_integer((json_int_t)req->id));
-        server_add_record_locked(s, rec);
+        fake_records_add_locked(&s->core, rec);
     }
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     req->record = TAKE_PTR(rec);
     return 0;
 }
@@ -540,27 +383,27 @@ static void request_record_body(struct request *req)
     if (!req->too_large) {
         body = json_stringn(req->body.data ? req->body.data : "", req->body.len);
         if (!body) {
-            _cleanup_free_ char *e = base64_encode(req->body.data, req->body.len);
+            _cleanup_free_ char *e = fake_base64_encode(req->body.data, req->body.len, false);
 
             b64 = e ? json_string(e) : NULL;
         }
     }
-    server_lock(req->server);
+    fake_core_lock(&req->server->core);
     json_object_set_new(req->record, "body", body ? body : json_null());
     if (b64)
         json_object_set_new(req->record, "body_base64", b64);
     if (req->too_large)
         json_object_set_new(req->record, "body_too_large", json_true());
-    server_unlock(req->server);
+    fake_core_unlock(&req->server->core);
 }
 
 static void request_record_status(struct request *req)
 {
     if (!req->record)
         return;
-    server_lock(req->server);
+    fake_core_lock(&req->server->core);
     json_object_set_new(req->record, "status", json_integer(req->reply.status));
-    server_unlock(req->server);
+    fake_core_unlock(&req->server->core);
 }
 
 /* Sets the record's "ended" (once: the first cause seen wins). */
@@ -569,10 +412,10 @@ static void request_record_end(struct request *req, const char *how)
     if (!req->record || req->ended)
         return;
     req->ended = true;
-    server_lock(req->server);
+    fake_core_lock(&req->server->core);
     json_object_set_new(req->record, "ended", json_string(how));
     json_object_set_new(req->record, "ended_at_ms", json_real(now_ms()));
-    server_unlock(req->server);
+    fake_core_unlock(&req->server->core);
 }
 
 static struct request *request_free(struct request *req)
@@ -580,9 +423,9 @@ static struct request *request_free(struct request *req)
     if (!req)
         return NULL;
     if (req->record) {
-        server_lock(req->server);
+        fake_core_lock(&req->server->core);
         json_decref(req->record);
-        server_unlock(req->server);
+        fake_core_unlock(&req->server->core);
     }
     json_decref(req->script);
     free(req->generated);
@@ -603,7 +446,7 @@ static enum wait_result request_wait(struct request *req, uint64_t timeout_ms)
     struct pollfd p[2] = {
         /* POLLRDHUP alone: a pipelined next request (POLLIN) must not end the wait. */
         {.fd = info ? info->connect_fd : -1, .events = POLLRDHUP},
-        {.fd = req->server->stop_pipe[0], .events = POLLIN},
+        {.fd = req->server->core.stop_pipe[0], .events = POLLIN},
     };
 
     for (;;) {
@@ -743,12 +586,12 @@ static int request_set_error(struct request *req, unsigned status, const char *m
     snprintf(request_id, sizeof(request_id), "req_fake_%" PRIu64, req->id);
     j = json_pack("{s:s,s:{s:s,s:o},s:s}", "type", "error", "error", "type",
                   error_type_for_status(status), "message",
-                  json_string_lenient(message ? message : error_message_for_status(status)),
+                  fake_json_string_lenient(message ? message : error_message_for_status(status)),
                   "request_id", request_id);
     if (!j)
         return -ENOMEM;
     free(req->generated);
-    req->generated = json_dump_compact(j);
+    req->generated = fake_json_dump(j);
     if (!req->generated)
         return -ENOMEM;
     req->reply.status = status;
@@ -992,7 +835,7 @@ static int request_set_script_content(struct request *req, const struct script *
             return reply_set_body(r, json_string_value(sc->body), json_string_length(sc->body),
                                   false);
         free(req->generated);
-        req->generated = json_dump_compact(sc->body);
+        req->generated = fake_json_dump(sc->body);
         if (!req->generated)
             return -ENOMEM;
         return reply_set_body(r, req->generated, strlen(req->generated), false);
@@ -1024,7 +867,7 @@ static int request_set_default_message(struct request *req, const char *model_js
 {
     struct server *s = req->server;
     char head[96];
-    _cleanup_(buf_done) struct buf b = BUF_INIT(0);
+    _cleanup_(fake_buf_done) struct buf b = BUF_INIT(0);
 
     snprintf(head, sizeof(head), "{\"id\":\"msg_fake_%" PRIu64 "\"", req->id);
     if (buf_reserve(&b, strlen(head) + 64 + strlen(model_json) + s->message_suffix_len) < 0 ||
@@ -1047,7 +890,7 @@ static int request_set_default_stream(struct request *req, const char *model_jso
     struct server *s = req->server;
     struct reply *r = &req->reply;
     char head[128];
-    _cleanup_(buf_done) struct buf b = BUF_INIT(0);
+    _cleanup_(fake_buf_done) struct buf b = BUF_INIT(0);
 
     snprintf(head, sizeof(head),
              "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
@@ -1097,7 +940,7 @@ static int request_set_default(struct request *req, const char *url, const char 
         }
         model = json_object_get(body, "model");
         model_json =
-            json_is_string(model) ? json_dump_compact(model) : strdup("\"" DEFAULT_MODEL "\"");
+            json_is_string(model) ? fake_json_dump(model) : strdup("\"" DEFAULT_MODEL "\"");
         if (!model_json)
             return -ENOMEM;
         if (json_is_true(json_object_get(body, "stream")))
@@ -1177,7 +1020,7 @@ static enum MHD_Result request_dispatch_api(struct request *req, const char *url
 /* Replies to a control request with j, which is stolen. */
 static enum MHD_Result control_reply(struct request *req, unsigned status, json_t *j)
 {
-    char *text = j ? json_dump_compact(j) : NULL;
+    char *text = j ? fake_json_dump(j) : NULL;
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
@@ -1203,7 +1046,7 @@ static enum MHD_Result control_error(struct request *req, unsigned status, const
     return control_reply(req, status,
                          json_pack("{s:s,s:{s:s,s:o}}", "type", "error", "error", "type",
                                    error_type_for_status(status), "message",
-                                   json_string_lenient(message)));
+                                   fake_json_string_lenient(message)));
 }
 
 /* POST /_fake/queue: one script or an array of them, each checked before any is queued. */
@@ -1235,10 +1078,10 @@ static enum MHD_Result control_enqueue(struct request *req)
         }
     }
 
-    server_lock(s);
+    fake_core_lock(&s->core);
     json_array_extend(s->queue, items);
     queued = json_array_size(s->queue);
-    server_unlock(s);
+    fake_core_unlock(&s->core);
     return control_reply(req, 200,
                          json_pack("{s:I,s:I}", "queued", (json_int_t)json_array_size(items),
                                    "queue_length", (json_int_t)queued));
@@ -1253,20 +1096,10 @@ static enum MHD_Result request_dispatch_control(struct request *req, const char 
     size_t n;
 
     if (streq(url, "/_fake/requests") && streq(method, "GET")) {
-        json_auto_t *list = json_array();
-        char *text;
+        char *text = fake_records_dump(&s->core);
         struct MHD_Response *resp;
         enum MHD_Result ret;
 
-        if (!list)
-            return MHD_NO;
-        /* Records change under the lock as requests finish, so they are serialized under it. */
-        server_lock(s);
-        for (size_t i = 0; i < s->n_records; i++)
-            json_array_append(list, s->records[(s->records_first + i) % RECORDS_MAX]);
-        text = json_dump_compact(list);
-        json_array_clear(list);
-        server_unlock(s);
         if (!text)
             return MHD_NO;
         resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
@@ -1280,36 +1113,33 @@ static enum MHD_Result request_dispatch_control(struct request *req, const char 
         return ret;
     }
     if (streq(url, "/_fake/requests") && streq(method, "DELETE")) {
-        server_lock(s);
-        n = s->n_records;
-        for (size_t i = 0; i < s->n_records; i++)
-            json_decref(s->records[(s->records_first + i) % RECORDS_MAX]);
-        s->n_records = s->records_first = 0;
-        server_unlock(s);
+        fake_core_lock(&s->core);
+        n = fake_records_clear_locked(&s->core);
+        fake_core_unlock(&s->core);
         return control_reply(req, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
     }
     if (streq(url, "/_fake/queue") && streq(method, "POST"))
         return control_enqueue(req);
     if (streq(url, "/_fake/queue") && streq(method, "GET")) {
-        server_lock(s);
+        fake_core_lock(&s->core);
         j = json_deep_copy(s->queue);
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return control_reply(req, 200, j);
     }
     if (streq(url, "/_fake/queue") && streq(method, "DELETE")) {
-        server_lock(s);
+        fake_core_lock(&s->core);
         n = json_array_size(s->queue);
         json_array_clear(s->queue);
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return control_reply(req, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
     }
     if (streq(url, "/_fake/stats") && streq(method, "GET")) {
-        server_lock(s);
-        j = json_pack("{s:I,s:I,s:I,s:I}", "requests", (json_int_t)s->n_requests,
+        fake_core_lock(&s->core);
+        j = json_pack("{s:I,s:I,s:I,s:I}", "requests", (json_int_t)s->core.n_requests,
                       "open_connections", (json_int_t)s->open_connections, "connections_total",
                       (json_int_t)s->connections_total, "queued",
                       (json_int_t)json_array_size(s->queue));
-        server_unlock(s);
+        fake_core_unlock(&s->core);
         return control_reply(req, 200, j);
     }
     return control_error(req, 404, "no such control endpoint");
@@ -1372,18 +1202,8 @@ static enum MHD_Result on_request(_unused_ void *cls, struct MHD_Connection *con
         return MHD_YES;
     }
 
-    if (*upload_data_size > 0) {
-        if (!req->too_large) {
-            r = buf_append(&req->body, upload_data, *upload_data_size);
-            if (r == -ENOBUFS) {
-                req->too_large = true;
-                buf_free(&req->body, false);
-            } else if (r < 0)
-                return MHD_NO;
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
+    if (*upload_data_size > 0)
+        return fake_body_upload(&req->body, &req->too_large, upload_data, upload_data_size);
 
     if (req->control)
         return request_dispatch_control(req, url, method);
@@ -1440,171 +1260,68 @@ static void on_connection(void *cls, _unused_ struct MHD_Connection *connection,
 {
     struct server *s = cls;
 
-    server_lock(s);
+    fake_core_lock(&s->core);
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         s->open_connections++;
         s->connections_total++;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && s->open_connections > 0)
         s->open_connections--;
-    server_unlock(s);
+    fake_core_unlock(&s->core);
 }
 
-static void help(void)
+static void parse_extra(int c)
 {
-    printf("fake-upstream [OPTIONS]\n\n"
-           "A fake Anthropic API for dualroute's integration tests and benchmarks.\n\n"
-           "  -h --help          Show this help\n"
-           "     --listen ADDR   Loopback address to listen on (default 127.0.0.1)\n"
-           "     --port N        Port; 0 picks a free one (default 0)\n"
-           "     --no-record     Do not record requests (for benchmarks)\n"
-           "  -v --verbose       Log each request to stderr\n\n"
-           "Prints PORT=<n> once listening; runs until SIGTERM or SIGINT.\n");
+    assert(c == ARG_NO_RECORD);
+    arg_record = false;
 }
 
-static int parse_argv(int argc, char *argv[])
-{
-    enum { ARG_LISTEN = 0x100, ARG_PORT, ARG_NO_RECORD };
-    static const struct option options[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"listen", required_argument, NULL, ARG_LISTEN},
-        {"port", required_argument, NULL, ARG_PORT},
-        {"no-record", no_argument, NULL, ARG_NO_RECORD},
-        {"verbose", no_argument, NULL, 'v'},
-        {},
-    };
-    int64_t port;
-    int c;
+static const struct option extra_options[] = {
+    {"no-record", no_argument, NULL, ARG_NO_RECORD},
+    {},
+};
 
-    while ((c = getopt_long(argc, argv, "hv", options, NULL)) >= 0)
-        switch (c) {
-        case 'h':
-            help();
-            return 0;
-        case ARG_LISTEN:
-            arg_listen = optarg;
-            break;
-        case ARG_PORT:
-            if (parse_int64(optarg, &port) < 0 || port < 0 || port > 65535)
-                return log_error_errno(-EINVAL, "Invalid port '%s'.", optarg);
-            arg_port = (uint16_t)port;
-            break;
-        case ARG_NO_RECORD:
-            arg_record = false;
-            break;
-        case 'v':
-            arg_verbose = true;
-            break;
-        case '?':
-            return -EINVAL;
-        default:
-            assert(false);
-        }
-    if (optind < argc)
-        return log_error_errno(-EINVAL, "Unexpected argument '%s'.", argv[optind]);
-    return 1;
-}
-
-/* Fills *ret with arg_listen and arg_port; only loopback addresses are accepted. */
-static int listen_address(struct sockaddr_storage *ret, bool *ret_ipv6)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(arg_port)};
-    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(arg_port)};
-
-    memset(ret, 0, sizeof(*ret));
-    if (inet_pton(AF_INET, arg_listen, &sin.sin_addr) == 1) {
-        if ((ntohl(sin.sin_addr.s_addr) >> 24) != 127)
-            return log_error_errno(-EINVAL, "'%s' is not a loopback address.", arg_listen);
-        memcpy(ret, &sin, sizeof(sin));
-        *ret_ipv6 = false;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, arg_listen, &sin6.sin6_addr) == 1) {
-        if (!IN6_IS_ADDR_LOOPBACK(&sin6.sin6_addr))
-            return log_error_errno(-EINVAL, "'%s' is not a loopback address.", arg_listen);
-        memcpy(ret, &sin6, sizeof(sin6));
-        *ret_ipv6 = true;
-        return 0;
-    }
-    return log_error_errno(-EINVAL, "Invalid listen address '%s'.", arg_listen);
-}
-
-static void raise_nofile_limit(void)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
-        return;
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-        log_warning_errno(-errno, "Failed to raise RLIMIT_NOFILE, keeping the soft limit: %m");
-}
+static const struct fake_cli cli = {
+    .help = "fake-upstream [OPTIONS]\n\n"
+            "A fake Anthropic API for dualroute's integration tests and benchmarks.\n\n"
+            "  -h --help          Show this help\n"
+            "     --listen ADDR   Loopback address to listen on (default 127.0.0.1)\n"
+            "     --port N        Port; 0 picks a free one (default 0)\n"
+            "     --no-record     Do not record requests (for benchmarks)\n"
+            "  -v --verbose       Log each request to stderr\n\n"
+            "Prints PORT=<n> once listening; runs until SIGTERM or SIGINT.\n",
+    .extra = extra_options,
+    .parse_extra = parse_extra,
+};
 
 static int run(int argc, char *argv[])
 {
     _cleanup_(server_freep) struct server *s = NULL;
-    struct sockaddr_storage sa;
-    const union MHD_DaemonInfo *info;
-    unsigned flags;
-    sigset_t mask;
-    bool ipv6;
-    int r, sig;
+    struct MHD_OptionItem extra[] = {
+        {MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT, NULL},
+        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096, NULL},
+        {MHD_OPTION_THREAD_STACK_SIZE, (intptr_t)THREAD_STACK_SIZE, NULL},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL}, /* cls: s, set below */
+        {MHD_OPTION_END, 0, NULL},
+    };
+    struct fake_options o;
+    int r;
 
-    r = parse_argv(argc, argv);
+    r = fake_parse_argv(&cli, argc, argv, &o);
     if (r <= 0)
         return r;
-    if (arg_verbose)
-        log_set_max_level(LOG_DEBUG);
-    r = listen_address(&sa, &ipv6);
-    if (r < 0)
-        return r;
-    raise_nofile_limit();
+    fake_raise_nofile_limit();
 
     r = server_new(&s);
     if (r < 0)
         return log_error_errno(r, "Failed to set up: %m");
-
-    /* Block the signals before libmicrohttpd starts its threads, so they inherit the mask and
-     * only sigwait() below sees SIGTERM and SIGINT. */
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    r = -pthread_sigmask(SIG_BLOCK, &mask, NULL);
-    if (r < 0)
-        return log_error_errno(r, "Failed to block signals: %m");
-    signal(SIGPIPE, SIG_IGN);
-
-    flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
-    if (ipv6)
-        flags |= MHD_USE_IPv6;
-    if (arg_verbose)
-        flags |= MHD_USE_ERROR_LOG;
-    s->daemon = MHD_start_daemon(
-        flags, arg_port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, 0u,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_THREAD_STACK_SIZE, THREAD_STACK_SIZE,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
-    if (!s->daemon)
-        return log_error_errno(-EADDRNOTAVAIL, "Failed to listen on '%s' port %u.", arg_listen,
-                               (unsigned)arg_port);
-    info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    if (!info || info->port == 0) {
-        MHD_stop_daemon(s->daemon);
-        return log_error_errno(-EIO, "Failed to learn the listening port.");
-    }
-    if (printf("PORT=%u\n", (unsigned)info->port) < 0 || fflush(stdout) != 0)
-        log_warning_errno(-errno, "Failed to print the port, continuing: %m");
-
-    do
-        r = sigwait(&mask, &sig);
-    while (r == EINTR);
-    log_debug("Got signal %d, stopping.", sig);
-
-    /* Wake every reply that is waiting, then let libmicrohttpd join the connection threads. */
-    if (write(s->stop_pipe[1], "x", 1) < 0)
-        log_warning_errno(-errno, "Failed to wake waiting replies: %m");
-    MHD_stop_daemon(s->daemon);
-    return 0;
+    /* Room for thousands of benchmark connections, and a count of them for /_fake/stats. */
+    extra[3].ptr_value = s;
+    return fake_serve(&s->core, &o,
+                      &(const struct fake_daemon){.on_request = on_request,
+                                                  .on_uri = on_uri,
+                                                  .on_completed = on_completed,
+                                                  .extra = extra,
+                                                  .cls = s});
 }
 
 int main(int argc, char *argv[])
