@@ -208,7 +208,14 @@ describe('Anthropic TypeScript SDK through routerd', () => {
     assert.equal(rec.headers['anthropic-beta'], 'sdk-suite-2026-11-25');
     assert.equal(rec.headers['content-type'], 'application/json');
     assert.equal(rec.headers['x-stainless-retry-count'], undefined, 'only allow-listed headers go upstream');
-    assert.equal(rec.ended, 'complete');
+    // The fake marks a request ended in its completion callback, which may run just after the
+    // answer reached the client through routerd: wait for the mark instead of racing it.
+    let ended = rec.ended;
+    for (let i = 0; i < 40 && ended == null; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      ended = (await fake.record(request_id)).ended;
+    }
+    assert.equal(ended, 'complete');
   });
 
   test('unknown top-level params (the fake script) are forwarded by SDK and routerd', async () => {
