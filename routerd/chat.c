@@ -45,19 +45,12 @@ int chat_begin(struct request *req)
     json_auto_t *in = NULL, *out = NULL;
     enum model_map_reason reason = MODEL_MAP_CLAUDE;
     const char *requested, *resolved = NULL;
-    json_error_t jerr;
-    char msg[160 + sizeof jerr.text];
     char *text;
     int r;
 
-    in = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
-    if (!in) {
-        snprintf(msg, sizeof msg, "The request body is not valid JSON: %s (line %d, column %d)",
-                 jerr.text, jerr.line, jerr.column);
-        return http_reply_error(req, 400, msg);
-    }
-    if (!json_is_object(in))
-        return http_reply_error(req, 400, "The request body must be a JSON object.");
+    r = request_parse_body(req, 0, false, &in);
+    if (r < 0)
+        return req->responded ? 0 : r; /* answered, unless even the 400 could not be queued */
 
     /* The upstream's model list refines the static capability table; fetched on first use. */
     if (!s->model_caps)

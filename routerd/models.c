@@ -51,9 +51,7 @@ static void fetch_free(struct server *s)
         curl_multi_remove_handle(s->multi, f->easy);
         curl_easy_cleanup(f->easy);
     }
-    for (struct curl_slist *i = f->headers; i; i = i->next)
-        explicit_bzero(i->data, strlen(i->data));
-    curl_slist_free_all(f->headers);
+    curl_slist_wipe_free(f->headers);
     buf_free(&f->body, false);
     json_decref(f->items);
     free(f);
@@ -83,7 +81,6 @@ static int fetch_page(struct server *s, const char *after_id)
 {
     struct models_fetch *f = s->models_fetch;
     _cleanup_free_ char *url = NULL;
-    struct buf auth = BUF_INIT(0);
     char *escaped = NULL;
     struct curl_slist *l;
 
@@ -103,13 +100,7 @@ static int fetch_page(struct server *s, const char *after_id)
     curl_free(escaped);
 
     if (!f->headers) {
-        if (buf_append_str(&auth, "x-api-key: ") < 0 ||
-            buf_append(&auth, s->api_key->data, s->api_key->len) < 0) {
-            buf_free(&auth, true);
-            return -ENOMEM;
-        }
-        l = curl_slist_append(NULL, auth.data);
-        buf_free(&auth, true);
+        l = server_auth_header(s->api_key->data, s->api_key->len);
         if (l)
             l = curl_slist_append(l, "anthropic-version: 2023-06-01");
         if (l)

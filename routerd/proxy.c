@@ -130,13 +130,6 @@ void *proxy_uri_log(void *cls, const char *uri, struct MHD_Connection *connectio
     return req;
 }
 
-static void headers_wipe_free(struct curl_slist *l)
-{
-    for (struct curl_slist *i = l; i; i = i->next)
-        explicit_bzero(i->data, strlen(i->data));
-    curl_slist_free_all(l);
-}
-
 static void upstream_release(struct request *req)
 {
     struct server *s = req->server;
@@ -146,7 +139,7 @@ static void upstream_release(struct request *req)
         server_easy_put(s, req->easy);
         req->easy = NULL;
     }
-    headers_wipe_free(req->upstream_headers);
+    curl_slist_wipe_free(req->upstream_headers);
     req->upstream_headers = NULL;
 }
 
@@ -616,7 +609,6 @@ int proxy_upstream_start(struct request *req, const char *path, bool post)
     _cleanup_free_ char *url = NULL;
     const char *key = NULL, *query;
     struct curl_slist *l;
-    struct buf auth = BUF_INIT(0);
     size_t key_len = 0;
     int r;
 
@@ -628,14 +620,8 @@ int proxy_upstream_start(struct request *req, const char *path, bool post)
     if (asprintf(&url, "%s%s%s", s->upstream_base, path, query ? query : "") < 0)
         return -ENOMEM;
 
-    /* The key goes into curl's header list (curl copies it); both copies are wiped when the
-     * request ends. */
-    if (buf_append_str(&auth, "x-api-key: ") < 0 || buf_append(&auth, key, key_len) < 0) {
-        buf_free(&auth, true);
-        return -ENOMEM;
-    }
-    l = curl_slist_append(NULL, auth.data);
-    buf_free(&auth, true);
+    /* The key goes into curl's header list, wiped when the request ends. */
+    l = server_auth_header(key, key_len);
     if (!l)
         return -ENOMEM;
     req->upstream_headers = l;
@@ -707,20 +693,15 @@ int proxy_upstream_start(struct request *req, const char *path, bool post)
 /* Reads model, stream and max_tokens from a copy of a Messages body. The body itself is forwarded
  * untouched; integers are decoded as reals so that a huge number does not make a valid body a 400.
  */
-static int messages_peek(struct request *req)
+int request_parse_body(struct request *req, size_t flags, bool allow_overflow, json_t **ret)
 {
     json_error_t jerr;
-    json_t *root, *v;
+    json_t *root;
     char msg[160 + sizeof jerr.text];
 
-    root = json_loadb(req->body.data ? req->body.data : "", req->body.len, JSON_DECODE_INT_AS_REAL,
-                      &jerr);
-    if (!root && json_error_code(&jerr) == json_error_numeric_overflow) {
-        /* A number beyond a double (1e400) is still JSON; the upstream judges it. The body goes
-         * out unpeeked: no model in the log, and the answer's type tells whether it streams. */
-        log_debug("[%s] Body has a number too large to peek at; forwarding it as is.", req->id);
-        return 0;
-    }
+    root = json_loadb(req->body.data ? req->body.data : "", req->body.len, flags, &jerr);
+    if (!root && allow_overflow && json_error_code(&jerr) == json_error_numeric_overflow)
+        return -ERANGE;
     if (!root) {
         snprintf(msg, sizeof msg, "The request body is not valid JSON: %s (line %d, column %d)",
                  jerr.text, jerr.line, jerr.column);
@@ -732,6 +713,24 @@ static int messages_peek(struct request *req)
         (void)http_reply_error(req, 400, "The request body must be a JSON object.");
         return -EBADMSG;
     }
+    *ret = root;
+    return 0;
+}
+
+static int messages_peek(struct request *req)
+{
+    json_t *root = NULL, *v;
+    int r;
+
+    r = request_parse_body(req, JSON_DECODE_INT_AS_REAL, true, &root);
+    if (r == -ERANGE) {
+        /* A number beyond a double (1e400) is still JSON; the upstream judges it. The body goes
+         * out unpeeked: no model in the log, and the answer's type tells whether it streams. */
+        log_debug("[%s] Body has a number too large to peek at; forwarding it as is.", req->id);
+        return 0;
+    }
+    if (r < 0)
+        return r;
     v = json_object_get(root, "model");
     if (json_is_string(v))
         snprintf(req->model, sizeof req->model, "%s", json_string_value(v));

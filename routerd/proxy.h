@@ -123,6 +123,10 @@ void proxy_abort_all(struct server *s);
  * upstream has answered, its forwarded headers go along. */
 int request_reply_buffer(struct request *req, unsigned status, const char *content_type,
                          char *body);
+/* Parses req's body with jansson flags into a new reference to a JSON object. Answers the 400
+ * itself (and returns -EBADMSG) when the body is not JSON or not an object. With
+ * allow_overflow, a number beyond a double returns -ERANGE unanswered (it is still JSON). */
+int request_parse_body(struct request *req, size_t flags, bool allow_overflow, json_t **ret);
 /* Resumes a suspended connection and schedules MHD (safe from inside curl callbacks). */
 void request_wake(struct request *req);
 /* Sends req->body to the upstream path (POST) or GETs it, with the credential req is entitled

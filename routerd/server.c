@@ -120,12 +120,18 @@ static void curl_check_done(struct server *s)
     }
 }
 
-static void curl_action(struct server *s, curl_socket_t fd, int mask)
+/* Lets curl act on fd (or its timeout), then finishes the transfers that ended. */
+static void curl_drive(struct server *s, curl_socket_t fd, int mask)
 {
     int running = 0;
 
     curl_multi_socket_action(s->multi, fd, mask, &running);
     curl_check_done(s);
+}
+
+static void curl_action(struct server *s, curl_socket_t fd, int mask)
+{
+    curl_drive(s, fd, mask);
     /* Curl's callbacks resumed connections; now that curl has returned, MHD may run at once
      * rather than one loop pass later (its defer source then finds nothing to do). */
     if (s->mhd_wanted && s->mhd) {
@@ -136,11 +142,9 @@ static void curl_action(struct server *s, curl_socket_t fd, int mask)
 
 void server_kick_curl(struct server *s)
 {
-    int running = 0;
-
+    /* Not curl_action(): this runs inside MHD's access handler, where MHD must not run again. */
     sd_event_source_set_enabled(s->curl_defer, SD_EVENT_OFF);
-    curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    curl_check_done(s);
+    curl_drive(s, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int on_curl_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
@@ -222,6 +226,24 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     sd_event_source_set_time(s->curl_timer, now_usec() + (uint64_t)timeout_ms * USEC_PER_MSEC);
     sd_event_source_set_enabled(s->curl_timer, SD_EVENT_ONESHOT);
     return 0;
+}
+
+struct curl_slist *server_auth_header(const char *key, size_t len)
+{
+    struct buf auth = BUF_INIT(0);
+    struct curl_slist *l = NULL;
+
+    if (buf_append_str(&auth, "x-api-key: ") >= 0 && buf_append(&auth, key, len) >= 0)
+        l = curl_slist_append(NULL, auth.data);
+    buf_free(&auth, true);
+    return l;
+}
+
+void curl_slist_wipe_free(struct curl_slist *l)
+{
+    for (struct curl_slist *i = l; i; i = i->next)
+        explicit_bzero(i->data, strlen(i->data));
+    curl_slist_free_all(l);
 }
 
 CURL *server_easy_get(struct server *s)

@@ -83,5 +83,11 @@ CURL *server_easy_get(struct server *s);
 /* Returns a handle (already removed from the multi) to the pool. */
 void server_easy_put(struct server *s, CURL *e);
 
+/* A new curl header list holding "x-api-key: KEY" (curl copies the string; the intermediate copy
+ * is wiped). NULL on allocation failure. */
+struct curl_slist *server_auth_header(const char *key, size_t len);
+/* Wipes every header (one holds a key) and frees the list. Accepts NULL. */
+void curl_slist_wipe_free(struct curl_slist *l);
+
 /* Completes info with what the upstream's model list says about model (NULL: nothing). */
 void server_model_caps(struct server *s, const char *model, struct model_info *info);
