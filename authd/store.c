@@ -97,6 +97,14 @@ static const char *const migrations[] = {
     ") STRICT;\n"
     "CREATE INDEX usage_time ON usage (time);\n"
     "CREATE INDEX usage_member_time ON usage (member, time);\n",
+    /* 2: which account serves which models. Removing an account removes its routes. */
+    "CREATE TABLE account_routes (\n"
+    "    model TEXT PRIMARY KEY NOT NULL,\n"
+    "    account TEXT NOT NULL\n"
+    ") STRICT;\n"
+    "CREATE TRIGGER account_routes_follow AFTER DELETE ON accounts BEGIN\n"
+    "    DELETE FROM account_routes WHERE account = old.name;\n"
+    "END;\n",
 };
 
 enum stmt {
@@ -119,6 +127,9 @@ enum stmt {
     STMT_ROUTE_UPSERT,
     STMT_ROUTE_DELETE,
     STMT_ROUTE_LIST,
+    STMT_ACCOUNT_ROUTE_UPSERT,
+    STMT_ACCOUNT_ROUTE_DELETE,
+    STMT_ACCOUNT_ROUTE_LIST,
     STMT_SETTING_GET,
     STMT_SETTING_UPSERT,
     STMT_SETTING_DELETE,
@@ -151,6 +162,10 @@ static const char *const stmt_sql[_STMT_MAX] = {
                           "ON CONFLICT (alias) DO UPDATE SET target = excluded.target",
     [STMT_ROUTE_DELETE] = "DELETE FROM routes WHERE alias = ?1",
     [STMT_ROUTE_LIST] = "SELECT alias, target FROM routes ORDER BY alias",
+    [STMT_ACCOUNT_ROUTE_UPSERT] = "INSERT INTO account_routes (model, account) VALUES (?1, ?2) "
+                                  "ON CONFLICT (model) DO UPDATE SET account = excluded.account",
+    [STMT_ACCOUNT_ROUTE_DELETE] = "DELETE FROM account_routes WHERE model = ?1",
+    [STMT_ACCOUNT_ROUTE_LIST] = "SELECT model, account FROM account_routes ORDER BY model",
     [STMT_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
     [STMT_SETTING_UPSERT] = "INSERT INTO settings (key, value) VALUES (?1, ?2) "
                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -1165,9 +1180,40 @@ struct map_entry *map_entry_list_free(struct map_entry *list)
     return NULL;
 }
 
+int store_route_set(struct store *s, const char *model, const char *account)
+{
+    if (!model_name_is_valid(model))
+        return store_failf(s, -EINVAL,
+                           "Invalid model pattern (printable ASCII without spaces, 1 to %d bytes)",
+                           STORE_MODEL_MAX);
+    if (!account_name_is_valid(account))
+        return store_failf(s, -EINVAL, "Invalid account name");
+    return write_and_bump(s, STMT_ACCOUNT_ROUTE_UPSERT, model, account, NULL);
+}
+
+int store_route_unset(struct store *s, const char *model)
+{
+    if (!model_name_is_valid(model))
+        return store_failf(s, -EINVAL, "Invalid model pattern");
+    return write_and_bump(s, STMT_ACCOUNT_ROUTE_DELETE, model, NULL, "route for");
+}
+
+static int pair_list(struct store *s, enum stmt id, struct map_entry **ret, size_t *ret_n);
+
 int store_map_list(struct store *s, struct map_entry **ret, size_t *ret_n)
 {
-    _cleanup_stmt_ sqlite3_stmt *st = s->stmts[STMT_ROUTE_LIST];
+    return pair_list(s, STMT_ROUTE_LIST, ret, ret_n);
+}
+
+int store_route_list(struct store *s, struct map_entry **ret, size_t *ret_n)
+{
+    return pair_list(s, STMT_ACCOUNT_ROUTE_LIST, ret, ret_n);
+}
+
+/* Every row of a two-column (text, text) query as a map_entry list. */
+static int pair_list(struct store *s, enum stmt id, struct map_entry **ret, size_t *ret_n)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = s->stmts[id];
     _cleanup_(map_entry_list_freep) struct map_entry *list = NULL;
     size_t n = 0, allocated = 0;
     int rc, r;
@@ -1190,7 +1236,7 @@ int store_map_list(struct store *s, struct map_entry **ret, size_t *ret_n)
         if ((r = column_strdup(st, 0, &alias)) < 0 || (r = column_strdup(st, 1, &target)) < 0)
             return r;
         if (!alias || !target)
-            return store_failf(s, -EUCLEAN, "A route without alias or target");
+            return store_failf(s, -EUCLEAN, "A mapping or route with an empty column");
         list[n++] = (struct map_entry){TAKE_PTR(alias), TAKE_PTR(target)};
     }
     if (rc != SQLITE_DONE)

@@ -167,6 +167,15 @@ int store_map_unset(struct store *s, const char *alias);
 /* Every mapping, sorted by alias. *ret is a new array ended by an entry whose alias is NULL, freed
  * with map_entry_list_free(); ret_n (may be NULL) gets its length. */
 int store_map_list(struct store *s, struct map_entry **ret, size_t *ret_n);
+/* Account routes: which account serves a model. model is an exact id, a prefix pattern ending
+ * in '*', or "*"; account need not exist yet (routerd answers 503 for an account it cannot get a
+ * credential for). Removing an account removes its routes. store_route_list() returns the routes
+ * as map_entry pairs: alias is the model pattern, target the account; sorted by pattern. */
+int store_route_set(struct store *s, const char *model, const char *account);
+/* -ENOENT if model has no route. */
+int store_route_unset(struct store *s, const char *model);
+int store_route_list(struct store *s, struct map_entry **ret, size_t *ret_n);
+
 /* On success *ret_value is a new string (caller frees). -ENOENT if key is not set. */
 int store_setting_get(struct store *s, const char *key, char **ret_value);
 /* Sets key to value; value NULL removes the key (-ENOENT if it was not set). */

@@ -116,7 +116,7 @@ TEST(store_open_memory)
     _cleanup_(store_freep) struct store *s = NULL;
 
     ASSERT_OK(store_open(":memory:", &s));
-    ASSERT_EQ(store_schema_version(s), 1);
+    ASSERT_EQ(store_schema_version(s), 2);
     ASSERT_EQ(generation(s), 1);
     ASSERT_OK(store_check_integrity(s));
     ASSERT_STREQ(store_last_error(s), "");
@@ -615,16 +615,16 @@ TEST(store_migrate_empty_file_and_reopen)
     temp_path("migrate.db", path);
     ASSERT_OK(close(open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)));
     ASSERT_OK(store_open(path, &s));
-    ASSERT_EQ(store_schema_version(s), 1);
+    ASSERT_EQ(store_schema_version(s), 2);
     ASSERT_OK(store_account_add(s, "work", ACCOUNT_PROVIDER_ANTHROPIC, NULL, key));
     ASSERT_OK(store_map_set(s, "fast", "claude-haiku-4-5"));
     ASSERT_OK(store_setting_set(s, "default_model", "claude-sonnet-4-5"));
     s = store_free(s);
-    ASSERT_EQ(raw_query_int(path, "PRAGMA user_version"), 1);
+    ASSERT_EQ(raw_query_int(path, "PRAGMA user_version"), 2);
 
     /* Reopening migrates nothing and keeps everything. */
     ASSERT_OK(store_open(path, &s));
-    ASSERT_EQ(store_schema_version(s), 1);
+    ASSERT_EQ(store_schema_version(s), 2);
     ASSERT_EQ(generation(s), 4);
     ASSERT_OK(store_account_get(s, "work", &a));
     ASSERT_TRUE(secret_equal(a->secret, "sk-ant-api03-x", 14));
@@ -719,4 +719,46 @@ TEST(store_two_connections)
     ASSERT_OK(store_account_add(b, "work", ACCOUNT_PROVIDER_ANTHROPIC, NULL, NULL));
     ASSERT_ERROR(store_account_add(a, "work", ACCOUNT_PROVIDER_ANTHROPIC, NULL, NULL), EEXIST);
     ASSERT_EQ(generation(a), 3);
+}
+
+TEST(store_account_routes)
+{
+    _cleanup_(store_freep) struct store *s = NULL;
+    _cleanup_(map_entry_list_freep) struct map_entry *list = NULL;
+    _cleanup_(secret_freep) struct secret *key = secret_new("sk-ant-api03-y", 14);
+    uint64_t g0, g1;
+    size_t n = 99;
+
+    ASSERT_OK(store_open(":memory:", &s));
+    ASSERT_OK(store_account_add(s, "work", ACCOUNT_PROVIDER_ANTHROPIC, NULL, key));
+    ASSERT_OK(store_account_add(s, "gcp", ACCOUNT_PROVIDER_VERTEX, NULL, NULL));
+    ASSERT_OK(store_generation(s, &g0));
+    ASSERT_OK(store_route_set(s, "*", "work"));
+    ASSERT_OK(store_route_set(s, "claude-opus-*", "gcp"));
+    ASSERT_OK(store_route_set(s, "claude-opus-*", "work")); /* replaces */
+    ASSERT_OK(store_generation(s, &g1));
+    ASSERT_EQ(g1, g0 + 3);
+    ASSERT_OK(store_route_list(s, &list, &n));
+    ASSERT_EQ(n, 2);
+    ASSERT_STREQ(list[0].alias, "*");
+    ASSERT_STREQ(list[0].target, "work");
+    ASSERT_STREQ(list[1].alias, "claude-opus-*");
+    ASSERT_STREQ(list[1].target, "work");
+    list = map_entry_list_free(list);
+
+    ASSERT_EQ(store_route_set(s, "has space", "work"), -EINVAL);
+    ASSERT_EQ(store_route_set(s, "*", "Bad/Name"), -EINVAL);
+    ASSERT_EQ(store_route_unset(s, "claude-haiku-*"), -ENOENT);
+    ASSERT_OK(store_route_set(s, "claude-haiku-*", "gcp"));
+
+    /* Removing an account removes the routes that named it, and only those. */
+    ASSERT_OK(store_account_remove(s, "work"));
+    ASSERT_OK(store_route_list(s, &list, &n));
+    ASSERT_EQ(n, 1);
+    ASSERT_STREQ(list[0].alias, "claude-haiku-*");
+    ASSERT_STREQ(list[0].target, "gcp");
+    ASSERT_OK(store_route_unset(s, "claude-haiku-*"));
+    list = map_entry_list_free(list);
+    ASSERT_OK(store_route_list(s, &list, &n));
+    ASSERT_EQ(n, 0);
 }
