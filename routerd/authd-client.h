@@ -57,6 +57,7 @@ struct authd_client_config {
     void *userdata;
     uint64_t token_margin_usec;         /* refetch a cached token this long before expiry; 0: 120 s */
     uint64_t request_timeout_usec;      /* one op's reply; 0: 10 s */
+    uint64_t reconnect_initial_usec;    /* first reconnect delay, doubling to 30 s; 0: 1 s */
 };
 
 /* Creates the client and starts connecting (at once, then with backoff). */

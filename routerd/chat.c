@@ -84,10 +84,7 @@ int chat_begin(struct request *req)
     text = json_dumps(out, JSON_COMPACT);
     if (!text)
         return -ENOMEM;
-    buf_free(&req->body, true);
-    req->body.data = text;
-    req->body.len = strlen(text);
-    req->body.cap = req->body.len + 1;
+    request_set_body(req, text, strlen(text));
     req->translate = true;
     req->capture.max = CHAT_CAPTURE_MAX; /* the whole answer is buffered, not just its usage */
 

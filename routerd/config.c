@@ -31,6 +31,15 @@ static const struct conf_key router_keys[] = {
     KEY("api_key_file", CONF_STRING, api_key_file, NULL, 0, 0,
         "File holding the router's Anthropic API key (mode 0600); else $CREDENTIALS_DIRECTORY/"
         "anthropic-api-key or ANTHROPIC_API_KEY"),
+    KEY("authd_socket", CONF_STRING, authd_socket, NULL, 0, 0,
+        "dualroute-authd's socket: credentials and routes come from authd (service mode); unset:"
+        " standalone, with the router's own key; env DUALROUTE_AUTHD_SOCKET"),
+    KEY("vertex_base_url", CONF_STRING, vertex_base_url, NULL, 0, 0,
+        "Vertex AI base URL (https, or http to loopback for tests); unset: by each account's "
+        "region"),
+    KEY("vertex_drop_betas", CONF_STRING, vertex_drop_betas, NULL, 0, 0,
+        "anthropic-beta values never sent to Vertex AI, comma-separated, beyond the built-in "
+        "table"),
     KEY("enable_anthropic", CONF_BOOL, enable_anthropic, "yes", 0, 0,
         "Serve the Anthropic Messages API (/v1/messages)"),
     KEY("enable_openai", CONF_BOOL, enable_openai, "yes", 0, 0,
@@ -94,6 +103,7 @@ enum {
     OPT_CHECK,
     OPT_DUMP,
     OPT_MAPPINGS,
+    OPT_AUTHD_SOCKET,
 };
 
 static const struct option options[] = {
@@ -111,6 +121,7 @@ static const struct option options[] = {
     {"allow-unauthenticated", no_argument, NULL, OPT_ALLOW_UNAUTH},
     {"set", required_argument, NULL, OPT_SET},
     {"mappings", required_argument, NULL, OPT_MAPPINGS},
+    {"authd-socket", required_argument, NULL, OPT_AUTHD_SOCKET},
     {"check-config", no_argument, NULL, OPT_CHECK},
     {"dump-config", no_argument, NULL, OPT_DUMP},
     {"quiet", no_argument, NULL, 'q'},
@@ -136,6 +147,7 @@ void router_config_help(FILE *f)
             "      --config FILE             Configuration file (default %s)\n"
             "      --api-key-file FILE       Read the router's Anthropic API key from FILE\n"
             "      --mappings FILE           Model mappings (default ./.router-mappings.json)\n"
+            "      --authd-socket PATH       Get credentials and routes from dualroute-authd\n"
             "      --enable-anthropic        Serve /v1/messages (default)\n"
             "      --disable-anthropic       Do not serve /v1/messages\n"
             "      --enable-openai           Serve /v1/chat/completions (default)\n"
@@ -156,7 +168,7 @@ void router_config_help(FILE *f)
             "\n"
             "Environment: ANTHROPIC_API_KEY (the router's key; wiped from the environment once\n"
             "read), ROUTER_PORT, ANTHROPIC_DEFAULT_MODEL, CREDENTIALS_DIRECTORY (systemd\n"
-            "credential 'anthropic-api-key').\n",
+            "credential 'anthropic-api-key'), DUALROUTE_AUTHD_SOCKET.\n",
             ROUTERD_DEFAULT_CONFIG);
 }
 
@@ -206,6 +218,8 @@ static int apply_option(struct router_config *cfg, int c, const char *arg)
         return set_or_complain(cfg, "--api-key-file", "api_key_file", arg);
     case OPT_MAPPINGS:
         return set_or_complain(cfg, "--mappings", "mappings", arg);
+    case OPT_AUTHD_SOCKET:
+        return set_or_complain(cfg, "--authd-socket", "authd_socket", arg);
     case OPT_ENABLE_ALL: {
         int r = set_or_complain(cfg, "command line", "enable_anthropic", "yes");
         return r < 0 ? r : set_or_complain(cfg, "command line", "enable_openai", "yes");
@@ -294,6 +308,12 @@ int router_config_load(int argc, char **argv, struct router_config *cfg,
     e = getenv("ANTHROPIC_DEFAULT_MODEL");
     if (e && *e) {
         r = set_or_complain(cfg, "ANTHROPIC_DEFAULT_MODEL", "default_model", e);
+        if (r < 0)
+            return r;
+    }
+    e = getenv("DUALROUTE_AUTHD_SOCKET");
+    if (e && *e) {
+        r = set_or_complain(cfg, "DUALROUTE_AUTHD_SOCKET", "authd_socket", e);
         if (r < 0)
             return r;
     }

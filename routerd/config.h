@@ -24,6 +24,9 @@ struct router_config {
     int64_t port;
     char *upstream;
     char *api_key_file;
+    char *authd_socket;
+    char *vertex_base_url;
+    char *vertex_drop_betas;
     bool enable_anthropic;
     bool enable_openai;
     bool bearer_passthrough;

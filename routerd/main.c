@@ -16,6 +16,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "ipc.h"
 #include "log.h"
 #include "secret.h"
 #include "server.h"
@@ -28,6 +29,19 @@ static int load_api_key(const struct router_config *cfg, struct secret **ret)
     int r;
 
     *ret = NULL;
+    if (cfg->authd_socket && *cfg->authd_socket) {
+        /* Service mode: authd holds every credential. A key in the environment is still wiped
+         * from it, so it does not linger in /proc/PID/environ. */
+        if (secret_from_env("ANTHROPIC_API_KEY", ret) >= 0) {
+            log_warning("Ignoring ANTHROPIC_API_KEY: in service mode the keys come from "
+                        "dualroute-authd (dualroutectl account add).");
+            *ret = secret_free(*ret);
+        }
+        if (cfg->api_key_file)
+            log_warning("Ignoring api_key_file: in service mode the keys come from "
+                        "dualroute-authd.");
+        return 0;
+    }
     if (cfg->api_key_file) {
         r = secret_from_file(cfg->api_key_file, API_KEY_MAX, false, ret);
         if (r == -EPERM)
@@ -101,6 +115,10 @@ static int run(int argc, char **argv)
     if (getenv("DUALROUTE_DEBUG"))
         log_set_max_level(LOG_DEBUG);
 
+    /* Service mode decodes tokens from authd's frames: jansson wipes what it frees. Standalone
+     * mode keeps its key out of JSON and skips the cost. */
+    if (cfg.authd_socket && *cfg.authd_socket)
+        ipc_json_wipe_on_free();
     r = load_api_key(&cfg, &key);
     if (r < 0)
         goto finish;

@@ -23,13 +23,16 @@
 
 #include <jansson.h>
 
+#include "authd-client.h"
 #include "chat.h"
 #include "log.h"
 #include "proxy.h"
 #include "reqlog.h"
+#include "route.h"
 #include "secret.h"
 #include "server.h"
 #include "util.h"
+#include "vertex.h"
 
 #define OUT_HIGH (64 * 1024)
 #define BUFFERED_MAX (1024 * 1024)
@@ -152,6 +155,8 @@ static struct request *request_free(struct request *req)
     s = req->server;
     upstream_release(req);
     chat_request_done(req);
+    if (req->token_req)
+        authd_token_req_cancel(req->token_req);
     req->hup_watch = sd_event_source_disable_unref(req->hup_watch);
     if (req->prev)
         req->prev->next = req->next;
@@ -566,11 +571,83 @@ static const char *header(struct request *req, const char *name)
     return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
 }
 
-/* Picks the credential for the upstream: the client's own Anthropic key with bearer passthrough,
- * else the router's key. Answers 401 itself (and returns -EACCES) when there is none. */
-static int request_credential(struct request *req, const char **ret_key, size_t *ret_len)
+/* The credential a request goes upstream with; every pointer is borrowed until the launch. */
+struct upstream_cred {
+    const char *key;
+    size_t len;
+    bool vertex;                  /* Vertex AI: Bearer token, URL by region and project */
+    const char *project, *region; /* Vertex */
+};
+
+static int upstream_launch(struct request *req, const struct upstream_cred *cred);
+
+/* Asks authd for the credential of the account that serves the request's model; the request
+ * waits, suspended, and goes on in on_credential(). */
+static void on_credential(const struct authd_token_result *res, void *userdata)
+{
+    struct request *req = userdata;
+    struct upstream_cred cred = {};
+    int r;
+
+    req->token_req = NULL;
+    if (req->client_gone) {
+        request_wake(req);
+        return;
+    }
+    if (res->error < 0) {
+        log_warning("[%s] No credential for account '%s': %s (%s)", req->id, req->account,
+                    res->message ? res->message : "unknown error", res->code ? res->code : "-");
+        (void)http_reply_error(req, 503, res->message ? res->message : "No credential.");
+        return;
+    }
+    cred.key = res->cred->token->data;
+    cred.len = res->cred->token->len;
+    cred.vertex = res->cred->provider && streq(res->cred->provider, "vertex");
+    cred.project = res->cred->project;
+    cred.region = res->cred->region;
+    r = upstream_launch(req, &cred);
+    if (r < 0 && !req->responded) {
+        log_warning_errno(r, "[%s] Failed to start the upstream request: %m", req->id);
+        (void)http_reply_error(req, 500, "Internal error in dualroute.");
+    }
+}
+
+static int request_account_credential(struct request *req)
 {
     struct server *s = req->server;
+    const char *account;
+    char msg[300];
+    int r;
+
+    account = route_account(&s->routes, req->model);
+    if (!account) {
+        if (authd_client_generation(s->authd) == 0)
+            snprintf(msg, sizeof msg,
+                     "dualroute has no routes yet: dualroute-authd is not reachable at %s. Is it "
+                     "running? (systemctl status dualroute-authd)",
+                     s->cfg->authd_socket);
+        else
+            snprintf(msg, sizeof msg,
+                     "No account serves model '%.120s'. Add one with: dualroutectl account add, "
+                     "or route the model with: dualroutectl route set MODEL ACCOUNT",
+                     req->model);
+        return http_reply_error(req, 503, msg);
+    }
+    snprintf(req->account, sizeof req->account, "%s", account);
+    request_suspend(req);
+    r = authd_client_token(s->authd, account, on_credential, req, &req->token_req);
+    if (r < 0)
+        return r;
+    return 0;
+}
+
+/* Picks the credential for the upstream: the client's own Anthropic key with bearer passthrough,
+ * else the router's key, or in service mode the routed account's credential from authd (then the
+ * launch happens later). Answers 401 itself when there is none. */
+static int request_credential(struct request *req)
+{
+    struct server *s = req->server;
+    struct upstream_cred cred = {};
     struct client_key k;
 
     k = client_key_from_headers(header(req, "x-api-key"),
@@ -579,73 +656,154 @@ static int request_credential(struct request *req, const char **ret_key, size_t 
     if (k.kind != CLIENT_KEY_NONE)
         secret_fp_buf(k.value, k.len, req->key_fp);
 
-    if (k.kind == CLIENT_KEY_SUBSCRIPTION) {
-        (void)http_reply_error(req, 401,
-                               "dualroute does not use Claude subscription (OAuth) tokens. Use an "
-                               "Anthropic API key, or no key at all to use the router's own.");
-        return -EACCES;
-    }
+    if (k.kind == CLIENT_KEY_SUBSCRIPTION)
+        return http_reply_error(req, 401,
+                                "dualroute does not use Claude subscription (OAuth) tokens. Use an "
+                                "Anthropic API key, or no key at all to use the router's own.");
     if (k.kind == CLIENT_KEY_ANTHROPIC && s->cfg->bearer_passthrough) {
         req->key_passthrough = true;
-        *ret_key = k.value;
-        *ret_len = k.len;
-        return 0;
+        cred.key = k.value;
+        cred.len = k.len;
+        return upstream_launch(req, &cred);
     }
-    if (!s->api_key) {
-        (void)http_reply_error(req, 401,
-                               "dualroute has no Anthropic API key: start dualroute-routerd with "
-                               "ANTHROPIC_API_KEY or --api-key-file, or send your own key in "
-                               "x-api-key.");
-        return -EACCES;
-    }
-    *ret_key = s->api_key->data;
-    *ret_len = s->api_key->len;
-    return 0;
+    if (s->authd)
+        return request_account_credential(req);
+    if (!s->api_key)
+        return http_reply_error(req, 401,
+                                "dualroute has no Anthropic API key: start dualroute-routerd with "
+                                "ANTHROPIC_API_KEY or --api-key-file, or send your own key in "
+                                "x-api-key.");
+    cred.key = s->api_key->data;
+    cred.len = s->api_key->len;
+    return upstream_launch(req, &cred);
 }
 
 int proxy_upstream_start(struct request *req, const char *path, bool post)
 {
-    struct server *s = req->server;
-    _cleanup_free_ char *url = NULL;
-    const char *key = NULL, *query;
+    /* A copy: the launch may come later, once authd has answered. */
+    if ((size_t)snprintf(req->upstream_path, sizeof req->upstream_path, "%s", path) >=
+        sizeof req->upstream_path)
+        return -ENAMETOOLONG;
+    req->upstream_post = post;
+    return request_credential(req);
+}
+
+static int append_header(struct request *req, const char *name, const char *value)
+{
+    _cleanup_free_ char *line = NULL;
     struct curl_slist *l;
-    size_t key_len = 0;
-    int r;
 
-    r = request_credential(req, &key, &key_len);
-    if (r < 0)
-        return 0; /* answered */
-
-    query = req->translate ? NULL : strchr(req->uri, '?'); /* a translated request is ours */
-    if (asprintf(&url, "%s%s%s", s->upstream_base, path, query ? query : "") < 0)
+    if (asprintf(&line, "%s: %s", name, value) < 0)
         return -ENOMEM;
-
-    /* The key goes into curl's header list, wiped when the request ends. */
-    l = server_auth_header(key, key_len);
+    l = curl_slist_append(req->upstream_headers, line);
     if (!l)
         return -ENOMEM;
     req->upstream_headers = l;
-    if (req->translate) {
-        /* A translated request is ours: a fixed API version, and no client header upstream. */
-        l = curl_slist_append(req->upstream_headers, "anthropic-version: 2023-06-01");
-        if (!l)
-            return -ENOMEM;
-        req->upstream_headers = l;
-        if (req->tctx.anthropic_beta[0]) {
-            _cleanup_free_ char *beta = NULL;
+    return 0;
+}
 
-            if (asprintf(&beta, "anthropic-beta: %s", req->tctx.anthropic_beta) < 0 ||
-                !(l = curl_slist_append(req->upstream_headers, beta)))
+/* Rewrites the request for Vertex AI: the model into the URL, the body's anthropic_version, the
+ * betas Vertex refuses dropped. Answers 400 itself (returns -EINVAL) for a model Vertex cannot
+ * name. */
+static int vertex_prepare(struct request *req, const struct upstream_cred *cred, char **ret_url)
+{
+    struct server *s = req->server;
+    bool count = req->route == ROUTE_COUNT_TOKENS;
+    _cleanup_free_ char *model = NULL, *body = NULL, *betas = NULL, *dropped = NULL;
+    const char *beta;
+    char msg[300];
+    size_t len = 0;
+    int r;
+
+    if (req->route != ROUTE_MESSAGES && req->route != ROUTE_COUNT_TOKENS && !req->translate) {
+        (void)http_reply_error(req, 404,
+                               "Vertex AI has no model list; this router's account for the "
+                               "request is a Vertex AI account.");
+        return -EINVAL;
+    }
+    r = vertex_model_id(req->model, &model);
+    if (r < 0) {
+        snprintf(msg, sizeof msg, "The model '%.120s' has no Vertex AI id.", req->model);
+        (void)http_reply_error(req, 400, msg);
+        return r;
+    }
+    r = vertex_url(&(struct vertex_target){.base_url = s->cfg->vertex_base_url,
+                                           .region = cred->region,
+                                           .project = cred->project},
+                   model, req->stream, count, ret_url);
+    if (r < 0) {
+        snprintf(msg, sizeof msg, "Account '%s' has no usable Vertex AI project or region.",
+                 req->account);
+        (void)http_reply_error(req, 503, msg);
+        return r;
+    }
+    r = vertex_body(req->body.data ? req->body.data : "", req->body.len, model, count, &body, &len);
+    if (r < 0) {
+        (void)http_reply_error(req, 400, "The request body cannot be rewritten for Vertex AI.");
+        return r;
+    }
+    request_set_body(req, TAKE_PTR(body), len);
+
+    beta = req->translate ? (req->tctx.anthropic_beta[0] ? req->tctx.anthropic_beta : NULL)
+                          : header(req, "anthropic-beta");
+    if (beta) {
+        r = vertex_filter_betas(beta, count, (const char *const *)s->vertex_drop_betas, &betas,
+                                &dropped);
+        if (r < 0)
+            return http_reply_error(req, 400, "The anthropic-beta header is not valid.") < 0
+                       ? -ENOMEM
+                       : -EINVAL;
+        if (dropped)
+            log_info("[%s] Not sending anthropic-beta values Vertex AI refuses: %s", req->id,
+                     dropped);
+        if (betas && append_header(req, "anthropic-beta", betas) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static int upstream_launch(struct request *req, const struct upstream_cred *cred)
+{
+    struct server *s = req->server;
+    _cleanup_free_ char *url = NULL;
+    const char *query;
+    struct curl_slist *l;
+    bool post = req->upstream_post;
+    int r;
+
+    /* The key goes into curl's header list, wiped when the request ends. */
+    l = server_auth_header(cred->vertex ? AUTH_HEADER_BEARER : AUTH_HEADER_API_KEY, cred->key,
+                           cred->len);
+    if (!l)
+        return -ENOMEM;
+    req->upstream_headers = l;
+
+    if (cred->vertex) {
+        req->vertex = true;
+        r = vertex_prepare(req, cred, &url);
+        if (r == -EINVAL || req->responded)
+            return 0; /* answered */
+        if (r < 0)
+            return r;
+        if (append_header(req, "content-type", "application/json") < 0)
+            return -ENOMEM;
+    } else {
+        query = req->translate ? NULL : strchr(req->uri, '?'); /* a translated request is ours */
+        if (asprintf(&url, "%s%s%s", s->upstream_base, req->upstream_path, query ? query : "") < 0)
+            return -ENOMEM;
+        if (req->translate) {
+            /* A translated request is ours: a fixed API version, and no client header upstream. */
+            if (append_header(req, "anthropic-version", "2023-06-01") < 0 ||
+                (req->tctx.anthropic_beta[0] &&
+                 append_header(req, "anthropic-beta", req->tctx.anthropic_beta) < 0))
                 return -ENOMEM;
-            req->upstream_headers = l;
-        }
-    } else if (MHD_get_connection_values(req->connection, MHD_HEADER_KIND, collect_forward_header,
-                                         req) < 0)
-        return -ENOMEM;
-    if (post && (req->translate || !header(req, MHD_HTTP_HEADER_CONTENT_TYPE)) &&
-        !(l = curl_slist_append(req->upstream_headers, "content-type: application/json")))
-        return -ENOMEM;
-    req->upstream_headers = l ? l : req->upstream_headers;
+        } else if (MHD_get_connection_values(req->connection, MHD_HEADER_KIND,
+                                             collect_forward_header, req) < 0)
+            return -ENOMEM;
+        if (post && (req->translate || !header(req, MHD_HTTP_HEADER_CONTENT_TYPE)) &&
+            append_header(req, "content-type", "application/json") < 0)
+            return -ENOMEM;
+    }
     /* No "Expect: 100-continue" round trip for large bodies; our own User-Agent. */
     l = curl_slist_append(req->upstream_headers, "Expect:");
     if (l)
@@ -658,7 +816,10 @@ int proxy_upstream_start(struct request *req, const char *path, bool post)
     if (!req->easy)
         return -ENOMEM;
     curl_easy_setopt(req->easy, CURLOPT_URL, url);
-    curl_easy_setopt(req->easy, CURLOPT_PROTOCOLS_STR, s->upstream_plain_http ? "http" : "https");
+    curl_easy_setopt(req->easy, CURLOPT_PROTOCOLS_STR,
+                     cred->vertex             ? "http,https"
+                     : s->upstream_plain_http ? "http"
+                                              : "https");
     curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->upstream_headers);
     if (post) {
         curl_easy_setopt(req->easy, CURLOPT_POST, 1L);
@@ -717,6 +878,37 @@ int request_parse_body(struct request *req, size_t flags, bool allow_overflow, j
     return 0;
 }
 
+void request_set_body(struct request *req, char *text, size_t len)
+{
+    buf_free(&req->body, true);
+    req->body.data = text;
+    req->body.len = len;
+    req->body.cap = len + 1;
+}
+
+/* A configured alias: the one rewrite of a Messages body. The body is parsed again exactly
+ * (integers stay integers, "\u0000" survives), its model replaced, and printed compactly. */
+static int body_set_model(struct request *req, const char *model)
+{
+    json_t *root;
+    char *text;
+    int r = -ENOMEM;
+
+    root = json_loadb(req->body.data ? req->body.data : "", req->body.len, JSON_ALLOW_NUL, NULL);
+    if (!root) {
+        /* An integer beyond 64 bits: forwarded as it is, alias and all. */
+        log_debug("[%s] Cannot rewrite the model of this body; forwarding it unchanged.", req->id);
+        return 0;
+    }
+    if (json_object_set_new(root, "model", json_string(model)) == 0 &&
+        (text = json_dumps(root, JSON_COMPACT))) {
+        request_set_body(req, text, strlen(text));
+        r = 0;
+    }
+    json_decref(root);
+    return r;
+}
+
 static int messages_peek(struct request *req)
 {
     json_t *root = NULL, *v;
@@ -732,8 +924,22 @@ static int messages_peek(struct request *req)
     if (r < 0)
         return r;
     v = json_object_get(root, "model");
-    if (json_is_string(v))
+    if (json_is_string(v)) {
+        enum model_map_reason why;
+        const char *target = model_map_resolve(&req->server->model_map, json_string_value(v), &why);
+
         snprintf(req->model, sizeof req->model, "%s", json_string_value(v));
+        if ((why == MODEL_MAP_CUSTOM || why == MODEL_MAP_ALIAS) && !streq(target, req->model)) {
+            snprintf(req->model_requested, sizeof req->model_requested, "%s (%s)", req->model,
+                     model_map_reason_to_string(why));
+            snprintf(req->model, sizeof req->model, "%s", target);
+            r = body_set_model(req, target);
+            if (r < 0) {
+                json_decref(root);
+                return r;
+            }
+        }
+    }
     req->stream = json_is_true(json_object_get(root, "stream"));
     v = json_object_get(root, "max_tokens");
     if (json_is_number(v))

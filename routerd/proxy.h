@@ -15,6 +15,8 @@
 #include "translate.h"
 #include "usage.h"
 
+struct authd_credential;
+struct authd_token_req;
 struct server;
 
 enum route {
@@ -81,6 +83,13 @@ struct request {
     bool key_passthrough;
     char key_fp[9];
 
+    /* Service mode: the account that serves the request, and its credential on the way. */
+    char account[65];
+    struct authd_token_req *token_req;
+    char upstream_path[256];
+    bool upstream_post;
+    bool vertex; /* the upstream is Vertex AI */
+
     CURL *easy;
     struct curl_slist *upstream_headers;
     enum upstream_state upstream;
@@ -111,6 +120,10 @@ void proxy_completed(void *cls, struct MHD_Connection *connection, void **con_cl
                      enum MHD_RequestTerminationCode toe);
 void proxy_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
                       enum MHD_ConnectionNotificationCode toe);
+
+/* Replaces the body that goes upstream with text (len bytes and a NUL, malloc'ed; taken). The old
+ * body is wiped. */
+void request_set_body(struct request *req, char *text, size_t len);
 
 /* Called by the server when curl finishes a transfer (never from inside a curl callback). */
 void proxy_upstream_done(struct request *req, CURLcode result);

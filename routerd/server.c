@@ -12,8 +12,10 @@
  * MHD stops accepting, in-flight requests finish up to drain_timeout, then the loop exits. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -21,6 +23,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "authd-client.h"
 #include "log.h"
 #include "models.h"
 #include "proxy.h"
@@ -228,12 +231,12 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-struct curl_slist *server_auth_header(const char *key, size_t len)
+struct curl_slist *server_auth_header(const char *prefix, const char *key, size_t len)
 {
     struct buf auth = BUF_INIT(0);
     struct curl_slist *l = NULL;
 
-    if (buf_append_str(&auth, "x-api-key: ") >= 0 && buf_append(&auth, key, len) >= 0)
+    if (buf_append_str(&auth, prefix) >= 0 && buf_append(&auth, key, len) >= 0)
         l = curl_slist_append(NULL, auth.data);
     buf_free(&auth, true);
     return l;
@@ -572,6 +575,78 @@ static int server_load_mappings(struct server *s)
     return 0;
 }
 
+/* A new snapshot from authd: its routes, and its aliases and default model in place of the
+ * mappings file's (which standalone mode reads). A snapshot that does not parse leaves the last
+ * good state in place. */
+static void on_snapshot(const json_t *snapshot, void *userdata)
+{
+    struct server *s = userdata;
+    struct model_map map = {};
+    struct parse_error err = {};
+    const json_t *aliases = json_object_get(snapshot, "aliases");
+    const char *def = json_string_value(json_object_get(snapshot, "default_model"));
+    _cleanup_free_ char *text = NULL;
+    int r;
+
+    r = route_table_apply(&s->routes, snapshot);
+    if (r < 0) {
+        log_error_errno(r, "authd sent routes that do not parse; keeping the previous ones.");
+        return;
+    }
+    text = json_is_object(aliases) ? json_dumps(aliases, JSON_COMPACT) : strdup("{}");
+    if (!text || model_map_parse(&map, text, strlen(text), &err) < 0 ||
+        model_map_set_default(&map, def ? def : s->cfg->default_model) < 0) {
+        log_error("authd sent model aliases that do not parse (%s); keeping the previous ones.",
+                  text ? err.text : "out of memory");
+        model_map_done(&map);
+        return;
+    }
+    model_map_done(&s->model_map);
+    s->model_map = map;
+    log_info("Applied authd's snapshot, generation %" PRIu64 ": %zu routes, %zu aliases.",
+             (uint64_t)json_integer_value(json_object_get(snapshot, "generation")),
+             json_array_size(s->routes.routes), map.n_entries);
+}
+
+/* Splits a comma-separated list into a NULL-terminated array of trimmed, non-empty items. */
+static int split_list(const char *text, char ***ret)
+{
+    _cleanup_free_ char *copy = NULL;
+    char **v = NULL, *save = NULL, *tok;
+    size_t n = 0;
+
+    *ret = NULL;
+    if (!text || !*text)
+        return 0;
+    copy = strdup(text);
+    if (!copy)
+        return -ENOMEM;
+    for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char **nv;
+
+        tok += strspn(tok, " \t");
+        tok[strcspn(tok, " \t")] = '\0';
+        if (!*tok)
+            continue;
+        nv = realloc(v, (n + 2) * sizeof *v);
+        if (!nv || !(nv[n] = strdup(tok))) {
+            free(nv ? nv : v);
+            return -ENOMEM; /* leaks nothing but the items so far, at start-up */
+        }
+        v = nv;
+        v[++n] = NULL;
+    }
+    *ret = v;
+    return 0;
+}
+
+static void strv_free(char **v)
+{
+    for (char **i = v; i && *i; i++)
+        free(*i);
+    free(v);
+}
+
 void server_model_caps(struct server *s, const char *model, struct model_info *info)
 {
     json_t *item;
@@ -612,6 +687,20 @@ int server_new(sd_event *e, const struct router_config *cfg, struct secret *api_
     r = server_load_mappings(s);
     if (r < 0)
         return r;
+    r = split_list(cfg->vertex_drop_betas, &s->vertex_drop_betas);
+    if (r < 0)
+        return r;
+    if (cfg->authd_socket && *cfg->authd_socket) {
+        r = authd_client_new(e,
+                             &(struct authd_client_config){.socket_path = cfg->authd_socket,
+                                                           .on_snapshot = on_snapshot,
+                                                           .userdata = s},
+                             &s->authd);
+        if (r < 0)
+            return log_error_errno(r, "Failed to set up the authd client: %m");
+        log_notice("Service mode: credentials and routes come from dualroute-authd at %s.",
+                   cfg->authd_socket);
+    }
 
     s->multi = curl_multi_init();
     if (!s->multi)
@@ -670,6 +759,10 @@ struct server *server_free(struct server *s)
     s->sig_hup = sd_event_source_disable_unref(s->sig_hup);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
+    /* After MHD: freeing the requests cancels their pending token requests. */
+    s->authd = authd_client_free(s->authd);
+    route_table_done(&s->routes);
+    strv_free(s->vertex_drop_betas);
 
     models_free(s);
     for (size_t i = 0; i < s->n_easy_pool; i++)

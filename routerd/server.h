@@ -12,8 +12,10 @@
 #include "config.h"
 #include "macro.h"
 #include "model-map.h"
+#include "route.h"
 #include "translate.h"
 
+struct authd_client;
 struct request;
 struct secret;
 struct client_conn;
@@ -49,6 +51,10 @@ struct server {
     size_t n_conns;
 
     struct model_map model_map;
+    /* Service mode (authd_socket set): credentials and routes come from authd. */
+    struct authd_client *authd;
+    struct route_table routes;
+    char **vertex_drop_betas; /* NULL-terminated; from vertex_drop_betas */
     struct translate_options translate_options;
     json_t *model_caps; /* model id -> GET /v1/models item, from the upstream */
     struct models_fetch *models_fetch;
@@ -83,9 +89,12 @@ CURL *server_easy_get(struct server *s);
 /* Returns a handle (already removed from the multi) to the pool. */
 void server_easy_put(struct server *s, CURL *e);
 
-/* A new curl header list holding "x-api-key: KEY" (curl copies the string; the intermediate copy
- * is wiped). NULL on allocation failure. */
-struct curl_slist *server_auth_header(const char *key, size_t len);
+#define AUTH_HEADER_API_KEY "x-api-key: "
+#define AUTH_HEADER_BEARER "Authorization: Bearer "
+/* A new curl header list holding PREFIX KEY, prefix being AUTH_HEADER_API_KEY or
+ * AUTH_HEADER_BEARER (curl copies the string; the intermediate copy is wiped). NULL on allocation
+ * failure. */
+struct curl_slist *server_auth_header(const char *prefix, const char *key, size_t len);
 /* Wipes every header (one holds a key) and frees the list. Accepts NULL. */
 void curl_slist_wipe_free(struct curl_slist *l);
 
