@@ -30,7 +30,7 @@ struct authd_credential {
     const char *provider; /* "anthropic", "vertex" */
     const char *kind;     /* "api_key", "access_token" */
     const struct secret *token;
-    int64_t expires_at; /* Unix seconds; 0 for API keys */
+    int64_t expires_at;  /* Unix seconds; 0 for API keys */
     const char *project; /* vertex, else NULL */
     const char *region;  /* vertex, else NULL */
 };
@@ -52,12 +52,12 @@ typedef void (*authd_token_cb_t)(const struct authd_token_result *res, void *use
 typedef void (*authd_snapshot_cb_t)(const json_t *snapshot, void *userdata);
 
 struct authd_client_config {
-    const char *socket_path;            /* e.g. ./state/authd.sock */
-    authd_snapshot_cb_t on_snapshot;    /* may be NULL */
+    const char *socket_path;         /* e.g. ./state/authd.sock */
+    authd_snapshot_cb_t on_snapshot; /* may be NULL */
     void *userdata;
-    uint64_t token_margin_usec;         /* refetch a cached token this long before expiry; 0: 120 s */
-    uint64_t request_timeout_usec;      /* one op's reply; 0: 10 s */
-    uint64_t reconnect_initial_usec;    /* first reconnect delay, doubling to 30 s; 0: 1 s */
+    uint64_t token_margin_usec;      /* refetch a cached token this long before expiry; 0: 120 s */
+    uint64_t request_timeout_usec;   /* one op's reply; 0: 10 s */
+    uint64_t reconnect_initial_usec; /* first reconnect delay, doubling to 30 s; 0: 1 s */
 };
 
 /* Creates the client and starts connecting (at once, then with backoff). */
