@@ -25,9 +25,44 @@
  * the fake: a request costs a JSON parse of its body and a couple of small copies (the model and a
  * message id are echoed). --no-record skips the recording as well.
  *
- * State shared between connections (the script queue, the record ring, the counters) sits behind
- * one mutex. It is not a real API: no TLS, no validation of request bodies beyond "is it a JSON
- * object", no pagination of /v1/models, no rate limits. */
+ * It also plays Claude on Vertex AI (PROVIDERS.md section 1), under the same /v1 base:
+ * POST /v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:rawPredict
+ * answers like /v1/messages, ...:streamRawPredict always answers with the SSE stream, and
+ * .../models/count-tokens:rawPredict answers like /v1/messages/count_tokens; the same scripts (the
+ * body's "fake" field, the queue) steer them. A Vertex request passes the checks a real Vertex
+ * makes, in this order, before any script is used:
+ *   - a path under /v1/projects/ that is not one of those three shapes, or a method other than
+ *     POST: 404 NOT_FOUND;
+ *   - "Authorization: Bearer <token>" (x-api-key counts for nothing): else 401 UNAUTHENTICATED.
+ *     When accepted tokens are set (--vertex-token, or POST /_fake/vertex/tokens
+ *     {"tokens": [...]}, which replaces the set; an empty list accepts any token again), a token
+ *     outside the set is a 401 too. Tokens are compared in constant time and never logged;
+ *   - a model the fake knows: "claude-" then [a-z0-9.-], optionally "@YYYYMMDD"; any other id,
+ *     and one dated with a dash ("claude-3-7-sonnet-20250219", as Vertex refuses it): 404
+ *     NOT_FOUND;
+ *   - a body over the ceiling: 413 (sooner, when its Content-Length announces it);
+ *   - the body, a JSON object: 400 INVALID_ARGUMENT otherwise;
+ *   - "anthropic_version": missing or not a string is a 400; a string other than
+ *     "vertex-2023-10-16" (a client's "2023-06-01") is a 404 NOT_FOUND, as PROVIDERS.md 1.5
+ *     reports from the field;
+ *   - "model" in the body is a 400 on rawPredict and streamRawPredict (it belongs in the URL);
+ *     count-tokens needs it (400 without, 404 for an unknown model);
+ *   - an anthropic-beta value in the --vertex-deny-beta list: 400, with the message Vertex gives.
+ * Errors come in the two shapes Vertex sends (PROVIDERS.md 1.5): Google's
+ * {"error":{"code":N,"message":..,"status":..}} from the front end (auth, unknown path or model,
+ * bad JSON, a scripted status without a body), and Anthropic's error with a "req_vrtx_" request id
+ * from the Claude backend (body fields, betas, a scripted 529). rawPredict with "stream": true in
+ * the body gets the default SSE events as one buffered body (Content-Length, no chunking): Vertex
+ * streams only on streamRawPredict, and the SDK uses rawPredict only without "stream" (PROVIDERS.md
+ * 1.1). The default Message names the URL's model in Vertex's dash form
+ * ("claude-sonnet-4-5@20250929" -> "claude-sonnet-4-5-20250929"). The record of a Vertex request
+ * has "vertex": {"project", "region", "model", "verb"} (null for other requests); its headers,
+ * Authorization included, are recorded as sent.
+ *
+ * State shared between connections (the script queue, the record ring, the counters, the Vertex
+ * tokens) sits behind one mutex. It is not a real API: no TLS, no validation of request bodies
+ * beyond "is it a JSON object" (and the Vertex checks above), no pagination of /v1/models, no rate
+ * limits. */
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
@@ -50,6 +85,7 @@
 #include "fake-common.h"
 #include "log.h"
 #include "macro.h"
+#include "secret.h"
 #include "util.h"
 
 #define BODY_MAX ((size_t)64 * 1024 * 1024)
@@ -62,8 +98,28 @@
 #define CONTENT_TYPE_JSON "application/json"
 #define CONTENT_TYPE_SSE "text/event-stream"
 #define ARG_NO_RECORD 0x200
+#define ARG_VERTEX_TOKEN 0x201
+#define ARG_VERTEX_DENY_BETA 0x202
+#define VERTEX_ANTHROPIC_VERSION "vertex-2023-10-16"
+#define VERTEX_PREFIX "/v1/projects/"
+#define VERTEX_TOKENS_MAX 64
+#define VERTEX_TOKEN_MAX 4096
+#define VERTEX_DENY_BETA_MAX 64
+#define ARGS_MAX 16
+#define GOOGLE_INVALID_CREDENTIALS                                                                 \
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie " \
+    "or other valid authentication credential. See "                                               \
+    "https://developers.google.com/identity/sign-in/web/devconsole-project."
+#define GOOGLE_MISSING_CREDENTIALS                                                                 \
+    "Request is missing required authentication credential. Expected OAuth 2 access token, "       \
+    "login cookie or other valid authentication credential. See "                                  \
+    "https://developers.google.com/identity/sign-in/web/devconsole-project."
 
 static bool arg_record = true;
+/* Borrowed from argv; parse_extra() cannot fail, so run() reports a list that overflowed. */
+static const char *arg_vertex_tokens[ARGS_MAX], *arg_vertex_deny_betas[ARGS_MAX];
+static size_t arg_n_vertex_tokens, arg_n_vertex_deny_betas;
+static bool arg_overflow;
 
 /* The default stream's text, one content_block_delta each; the default Message carries them
  * joined, so a test can compare the two. */
@@ -131,6 +187,12 @@ struct server {
     /* Guarded by core.lock. */
     json_t *queue; /* an array of scripts, oldest first */
     uint64_t open_connections, connections_total;
+    struct secret *vertex_tokens[VERTEX_TOKENS_MAX]; /* none: any Bearer token is accepted */
+    size_t n_vertex_tokens;
+
+    /* Set at start-up, read-only while the daemon runs. */
+    char *vertex_deny_betas[VERTEX_DENY_BETA_MAX];
+    size_t n_vertex_deny_betas;
 
     /* Built by server_precompute(), read-only while the daemon runs. */
     char *message_suffix; /* the default Message after its model */
@@ -143,6 +205,14 @@ struct server {
     size_t model_items_len[ELEMENTSOF(models)];
 };
 
+/* A Vertex publisher-model path, split: .../projects/{project}/locations/{region}/publishers/
+ * anthropic/models/{model}:{verb}. The strings are owned. */
+struct vertex_route {
+    char *project, *region, *model, *verb;
+    bool count_tokens; /* model "count-tokens" */
+    bool stream;       /* verb streamRawPredict */
+};
+
 /* Per-request state, created by on_uri() and freed by on_completed(). Only the connection's
  * thread touches it. */
 struct request {
@@ -152,8 +222,10 @@ struct request {
     char method[16];
     double received_at_ms;
     bool started;
-    bool control; /* under /_fake/ */
-    uint64_t id;  /* the request counter; 0 for control requests */
+    bool control;              /* under /_fake/ */
+    bool vertex;               /* under /v1/projects/: Vertex checks and error shapes */
+    struct vertex_route route; /* all NULL when vertex but not a route the fake serves */
+    uint64_t id;               /* the request counter; 0 for control requests */
     struct buf body;
     bool too_large;
 
@@ -287,6 +359,10 @@ static struct server *server_free(struct server *s)
     if (!s)
         return NULL;
     json_decref(s->queue);
+    for (size_t i = 0; i < s->n_vertex_tokens; i++)
+        secret_free(s->vertex_tokens[i]);
+    for (size_t i = 0; i < s->n_vertex_deny_betas; i++)
+        free(s->vertex_deny_betas[i]);
     free(s->message_suffix);
     for (size_t i = 0; i < SSE_EVENTS; i++)
         free(s->sse_events[i]);
@@ -317,6 +393,77 @@ static int server_new(struct server **ret)
     if (r < 0)
         return r;
     *ret = TAKE_PTR(s);
+    return 0;
+}
+
+/* Replaces the accepted Vertex bearer tokens with tokens[0..n); none accepts any token. Each must
+ * be 1..VERTEX_TOKEN_MAX printable characters without spaces. Returns 0, -EINVAL (err says why,
+ * never quoting a token) or -ENOMEM. */
+static int server_set_vertex_tokens(struct server *s, const char *const *tokens, size_t n,
+                                    char *err, size_t errlen)
+{
+    struct secret *new[VERTEX_TOKENS_MAX] = {}, *old[VERTEX_TOKENS_MAX];
+    size_t n_old;
+    int r = 0;
+
+    if (n > VERTEX_TOKENS_MAX) {
+        snprintf(err, errlen, "at most %d tokens", VERTEX_TOKENS_MAX);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n && r == 0; i++) {
+        size_t len = strlen(tokens[i]);
+        bool ok = len > 0 && len <= VERTEX_TOKEN_MAX;
+
+        for (size_t k = 0; k < len && ok; k++)
+            ok = tokens[i][k] > ' ' && tokens[i][k] < 0x7f;
+        if (!ok) {
+            snprintf(err, errlen, "token %zu must be 1 to %d printable characters without spaces",
+                     i, VERTEX_TOKEN_MAX);
+            r = -EINVAL;
+        } else if (!(new[i] = secret_new(tokens[i], len))) {
+            snprintf(err, errlen, "out of memory");
+            r = -ENOMEM;
+        }
+    }
+    if (r < 0) {
+        for (size_t i = 0; i < n; i++)
+            secret_free(new[i]);
+        return r;
+    }
+
+    fake_core_lock(&s->core);
+    n_old = s->n_vertex_tokens;
+    memcpy(old, s->vertex_tokens, n_old * sizeof(old[0]));
+    memcpy(s->vertex_tokens, new, n * sizeof(new[0]));
+    s->n_vertex_tokens = n;
+    fake_core_unlock(&s->core);
+    for (size_t i = 0; i < n_old; i++)
+        secret_free(old[i]);
+    return 0;
+}
+
+/* Adds the comma-separated anthropic-beta values in list to the deny list. Returns 0, -E2BIG or
+ * -ENOMEM. */
+static int server_add_deny_betas(struct server *s, const char *list)
+{
+    for (const char *p = list; *p;) {
+        size_t len;
+
+        p += strspn(p, " \t,");
+        len = strcspn(p, ",");
+        while (len > 0 && strchr(" \t", p[len - 1]))
+            len--;
+        if (len > 0) {
+            if (s->n_vertex_deny_betas >= VERTEX_DENY_BETA_MAX)
+                return -E2BIG;
+            s->vertex_deny_betas[s->n_vertex_deny_betas] = strndup(p, len);
+            if (!s->vertex_deny_betas[s->n_vertex_deny_betas])
+                return -ENOMEM;
+            s->n_vertex_deny_betas++;
+        }
+        p += len;
+        p += strcspn(p, ",");
+    }
     return 0;
 }
 
@@ -357,6 +504,15 @@ static int request_start(struct request *req)
             json_object_set_new(rec, "status", json_null()) < 0 ||
             json_object_set_new(rec, "ended", json_null()) < 0 ||
             json_object_set_new(rec, "ended_at_ms", json_null()) < 0)
+            return -ENOMEM;
+        if (json_object_set_new(
+                rec, "vertex",
+                req->route.verb ? json_pack("{s:o,s:o,s:o,s:o}", "project",
+                                            fake_json_string_lenient(req->route.project), "region",
+                                            fake_json_string_lenient(req->route.region), "model",
+                                            fake_json_string_lenient(req->route.model), "verb",
+                                            fake_json_string_lenient(req->route.verb))
+                                : json_null()) < 0)
             return -ENOMEM;
     }
 
@@ -428,6 +584,10 @@ static struct request *request_free(struct request *req)
         fake_core_unlock(&req->server->core);
     }
     json_decref(req->script);
+    free(req->route.project);
+    free(req->route.region);
+    free(req->route.model);
+    free(req->route.verb);
     free(req->generated);
     free(req->reply.chunks);
     buf_free(&req->body, false);
@@ -577,13 +737,15 @@ static const char *error_message_for_status(unsigned status)
 }
 
 /* Makes the reply an Anthropic error: {"type":"error","error":{"type":..,"message":..},
- * "request_id":..}. Returns 0 or -ENOMEM. */
+ * "request_id":..}, the id starting "req_vrtx_" for a Vertex request as Vertex's do. Returns 0 or
+ * -ENOMEM. */
 static int request_set_error(struct request *req, unsigned status, const char *message)
 {
     char request_id[48];
     json_auto_t *j = NULL;
 
-    snprintf(request_id, sizeof(request_id), "req_fake_%" PRIu64, req->id);
+    snprintf(request_id, sizeof(request_id), "%s%" PRIu64,
+             req->vertex ? "req_vrtx_fake_" : "req_fake_", req->id);
     j = json_pack("{s:s,s:{s:s,s:o},s:s}", "type", "error", "error", "type",
                   error_type_for_status(status), "message",
                   fake_json_string_lenient(message ? message : error_message_for_status(status)),
@@ -597,6 +759,89 @@ static int request_set_error(struct request *req, unsigned status, const char *m
     req->reply.status = status;
     req->reply.content_type = CONTENT_TYPE_JSON;
     return reply_set_body(&req->reply, req->generated, strlen(req->generated), false);
+}
+
+/* The google.rpc.Code name Google's APIs send with an HTTP status. */
+static const char *google_status_for_status(unsigned status)
+{
+    switch (status) {
+    case 400:
+        return "INVALID_ARGUMENT";
+    case 401:
+        return "UNAUTHENTICATED";
+    case 403:
+        return "PERMISSION_DENIED";
+    case 404:
+        return "NOT_FOUND";
+    case 409:
+        return "ABORTED";
+    case 413:
+        return "OUT_OF_RANGE";
+    case 429:
+        return "RESOURCE_EXHAUSTED";
+    case 499:
+        return "CANCELLED";
+    case 500:
+        return "INTERNAL";
+    case 501:
+        return "UNIMPLEMENTED";
+    case 503:
+        return "UNAVAILABLE";
+    case 504:
+        return "DEADLINE_EXCEEDED";
+    default:
+        return status >= 500 ? "UNKNOWN" : "FAILED_PRECONDITION";
+    }
+}
+
+/* The message of a Google error with no message of its own. */
+static const char *google_message_for_status(unsigned status)
+{
+    switch (status) {
+    case 401:
+        return GOOGLE_INVALID_CREDENTIALS;
+    case 403:
+        return "Permission denied on resource project (or it may not exist).";
+    case 429:
+        return "Quota exceeded for aiplatform.googleapis.com/"
+               "online_prediction_requests_per_base_model with base model: anthropic-claude. "
+               "Please submit a quota increase request.";
+    case 503:
+        return "The service is currently unavailable.";
+    case 504:
+        return "Deadline expired before operation could complete.";
+    default:
+        return error_message_for_status(status);
+    }
+}
+
+/* Makes the reply a Google API error, as Vertex's front end sends them:
+ * {"error":{"code":N,"message":..,"status":..}}. Returns 0 or -ENOMEM. */
+static int request_set_google_error(struct request *req, unsigned status, const char *message)
+{
+    json_auto_t *j = NULL;
+
+    j = json_pack("{s:{s:i,s:o,s:s}}", "error", "code", (int)status, "message",
+                  fake_json_string_lenient(message ? message : google_message_for_status(status)),
+                  "status", google_status_for_status(status));
+    if (!j)
+        return -ENOMEM;
+    free(req->generated);
+    req->generated = fake_json_dump(j);
+    if (!req->generated)
+        return -ENOMEM;
+    req->reply.status = status;
+    req->reply.content_type = CONTENT_TYPE_JSON;
+    return reply_set_body(&req->reply, req->generated, strlen(req->generated), false);
+}
+
+/* The error body for a bare status (a script's, or 413): Anthropic's, or for a Vertex request
+ * Google's, except 529, which comes from the Claude backend behind Vertex. */
+static int request_set_status_error(struct request *req, unsigned status)
+{
+    if (req->vertex && status != 529)
+        return request_set_google_error(req, status, NULL);
+    return request_set_error(req, status, NULL);
 }
 
 /* Adds the script's headers, then content-type and request-id unless the script set them. */
@@ -613,7 +858,8 @@ static int request_add_headers(struct request *req, struct MHD_Response *resp)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply.content_type) !=
             MHD_YES)
         return -ENOMEM;
-    snprintf(request_id, sizeof(request_id), "req_fake_%" PRIu64, req->id);
+    snprintf(request_id, sizeof(request_id), "%s%" PRIu64,
+             req->vertex ? "req_vrtx_fake_" : "req_fake_", req->id);
     if (!req->control && !MHD_get_response_header(resp, "request-id") &&
         MHD_add_response_header(resp, "request-id", request_id) != MHD_YES)
         return -ENOMEM;
@@ -679,6 +925,14 @@ static enum MHD_Result request_send(struct request *req)
 static enum MHD_Result request_send_error(struct request *req, unsigned status, const char *message)
 {
     if (request_set_error(req, status, message) < 0)
+        return MHD_NO;
+    return request_send(req);
+}
+
+static enum MHD_Result request_send_google_error(struct request *req, unsigned status,
+                                                 const char *message)
+{
+    if (request_set_google_error(req, status, message) < 0)
         return MHD_NO;
     return request_send(req);
 }
@@ -969,29 +1223,20 @@ static int request_set_default(struct request *req, const char *url, const char 
     return request_set_error(req, 404, NULL);
 }
 
-/* A request for the fake API, complete with its body. */
-static enum MHD_Result request_dispatch_api(struct request *req, const char *url,
-                                            const char *method)
+static int request_set_vertex_default(struct request *req, const json_t *body);
+
+/* Replies to an API request that passed its checks: follows the script (the body's "fake" object,
+ * else the oldest queued one), else the built-in reply. body is the parsed request body, or
+ * NULL. */
+static enum MHD_Result request_reply(struct request *req, const char *url, const char *method,
+                                     const json_t *body)
 {
-    json_auto_t *body = NULL;
     struct script sc = {.cut_after = -1, .hang_after = -1};
-    const char *key;
     char err[160], message[200];
     int r;
 
-    key = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, "x-api-key");
-    if (!key || !*key)
-        return request_send_error(req, 401, "x-api-key header is required");
-    if (streq(key, INVALID_API_KEY))
-        return request_send_error(req, 401, "invalid x-api-key");
-    if (req->too_large)
-        return request_send_error(req, 413, NULL);
-
-    if (streq(method, "POST") && req->body.len > 0) {
-        body = json_loadb(req->body.data, req->body.len, JSON_ALLOW_NUL, NULL);
-        if (json_is_object(body) && json_object_get(body, "fake"))
-            req->script = json_incref(json_object_get(body, "fake"));
-    }
+    if (json_is_object(body) && json_object_get(body, "fake"))
+        req->script = json_incref(json_object_get(body, "fake"));
     if (!req->script)
         req->script = server_queue_pop(req->server);
     if (req->script && script_parse(req->script, &sc, err, sizeof(err)) < 0) {
@@ -1002,7 +1247,9 @@ static enum MHD_Result request_dispatch_api(struct request *req, const char *url
     if (sc.body || sc.chunks)
         r = request_set_script_content(req, &sc);
     else if (sc.status >= 400)
-        r = request_set_error(req, sc.status, NULL);
+        r = request_set_status_error(req, sc.status);
+    else if (req->vertex)
+        r = request_set_vertex_default(req, body);
     else
         r = request_set_default(req, url, method, body);
     if (r < 0)
@@ -1015,6 +1262,289 @@ static enum MHD_Result request_dispatch_api(struct request *req, const char *url
     req->reply.cut_after = sc.cut_after;
     req->reply.hang_after = sc.hang_after;
     return request_send(req);
+}
+
+/* A request for the fake Anthropic API, complete with its body. */
+static enum MHD_Result request_dispatch_api(struct request *req, const char *url,
+                                            const char *method)
+{
+    json_auto_t *body = NULL;
+    const char *key;
+
+    key = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, "x-api-key");
+    if (!key || !*key)
+        return request_send_error(req, 401, "x-api-key header is required");
+    if (streq(key, INVALID_API_KEY))
+        return request_send_error(req, 401, "invalid x-api-key");
+    if (req->too_large)
+        return request_send_error(req, 413, NULL);
+
+    if (streq(method, "POST") && req->body.len > 0)
+        body = json_loadb(req->body.data, req->body.len, JSON_ALLOW_NUL, NULL);
+    return request_reply(req, url, method, body);
+}
+
+/* Splits a Vertex path (MHD's url: no query, percent-decoded) into *ret. Returns 1 when url is
+ * {VERTEX_PREFIX}{project}/locations/{region}/publishers/anthropic/models/{model}:{verb} with
+ * non-empty parts and a verb the fake serves, 0 when it is not (*ret untouched), -ENOMEM. The
+ * project may hold ':' (old domain-scoped ids), so the verb follows the last ':'. */
+static int vertex_route_parse(const char *url, struct vertex_route *ret)
+{
+    static const char publishers[] = "/publishers/anthropic/models/";
+    const char *project, *region, *model, *colon, *p;
+    size_t project_len, region_len;
+    struct vertex_route v = {};
+
+    if (!startswith(url, VERTEX_PREFIX))
+        return 0;
+    project = url + strlen(VERTEX_PREFIX);
+    p = strchr(project, '/');
+    if (!p || p == project || !startswith(p, "/locations/"))
+        return 0;
+    project_len = (size_t)(p - project);
+    region = p + strlen("/locations/");
+    p = strchr(region, '/');
+    if (!p || p == region || !startswith(p, publishers))
+        return 0;
+    region_len = (size_t)(p - region);
+    model = p + strlen(publishers);
+    colon = strrchr(model, ':');
+    if (!colon || colon == model || strchr(model, '/'))
+        return 0;
+    if (!streq(colon + 1, "rawPredict") && !streq(colon + 1, "streamRawPredict"))
+        return 0;
+
+    v.project = strndup(project, project_len);
+    v.region = strndup(region, region_len);
+    v.model = strndup(model, (size_t)(colon - model));
+    v.verb = strdup(colon + 1);
+    if (!v.project || !v.region || !v.model || !v.verb) {
+        free(v.project);
+        free(v.region);
+        free(v.model);
+        free(v.verb);
+        return -ENOMEM;
+    }
+    v.count_tokens = streq(v.model, "count-tokens");
+    v.stream = streq(v.verb, "streamRawPredict");
+    *ret = v;
+    return 1;
+}
+
+/* True for a Vertex model id the fake serves: "claude-" then [a-z0-9.-] not ending in '-',
+ * optionally "@" and 8 digits; an id dated with a dash ("...-20250219") is refused, as Vertex
+ * answers it with 404 (PROVIDERS.md 1.5). */
+static bool vertex_model_known(const char *id)
+{
+    const char *at = strchr(id, '@'), *end = at ? at : id + strlen(id);
+    size_t len, digits = 0;
+
+    if (!startswith(id, "claude-"))
+        return false;
+    len = (size_t)(end - id);
+    if (len <= strlen("claude-") || end[-1] == '-')
+        return false;
+    for (const char *p = id; p < end; p++)
+        if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && !strchr(".-", *p))
+            return false;
+    for (const char *p = end - 1; p > id && isdigit((unsigned char)*p); p--)
+        digits++;
+    if (digits == 8 && end[-9] == '-')
+        return false;
+    if (!at)
+        return true;
+    if (strlen(at + 1) != 8)
+        return false;
+    for (const char *p = at + 1; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            return false;
+    return true;
+}
+
+/* True when token is one of the accepted Vertex tokens, or when none are set. Every set token is
+ * compared, each in constant time. */
+static bool vertex_token_accepted(struct server *s, const char *token)
+{
+    size_t n = strlen(token);
+    bool ok;
+
+    fake_core_lock(&s->core);
+    ok = s->n_vertex_tokens == 0;
+    for (size_t i = 0; i < s->n_vertex_tokens; i++)
+        ok |= secret_equal(s->vertex_tokens[i], token, n);
+    fake_core_unlock(&s->core);
+    return ok;
+}
+
+struct beta_check {
+    const struct server *server;
+    struct buf denied; /* "`a`, `b`" */
+    bool failed;
+};
+
+static void beta_check_done(struct beta_check *c)
+{
+    buf_free(&c->denied, false);
+}
+
+/* MHD_KeyValueIterator over the request headers: adds the anthropic-beta values on the deny list
+ * to the beta_check. */
+static enum MHD_Result beta_check_header(void *cls, _unused_ enum MHD_ValueKind kind,
+                                         const char *key, const char *value)
+{
+    struct beta_check *c = cls;
+    const char *p = value;
+
+    if (!strcaseeq(key, "anthropic-beta") || !value)
+        return MHD_YES;
+    while (*p) {
+        size_t len;
+
+        p += strspn(p, " \t,");
+        len = strcspn(p, ",");
+        while (len > 0 && strchr(" \t", p[len - 1]))
+            len--;
+        for (size_t i = 0; len > 0 && i < c->server->n_vertex_deny_betas; i++) {
+            const char *deny = c->server->vertex_deny_betas[i];
+
+            if (strlen(deny) != len || memcmp(deny, p, len) != 0)
+                continue;
+            if ((c->denied.len > 0 && buf_append_str(&c->denied, ", ") < 0) ||
+                buf_append_str(&c->denied, "`") < 0 || buf_append(&c->denied, p, len) < 0 ||
+                buf_append_str(&c->denied, "`") < 0) {
+                c->failed = true;
+                return MHD_NO;
+            }
+            break;
+        }
+        p += len;
+        p += strcspn(p, ",");
+    }
+    return MHD_YES;
+}
+
+/* The built-in reply to a Vertex request. body is the parsed request body, an object. */
+static int request_set_vertex_default(struct request *req, const json_t *body)
+{
+    const struct vertex_route *v = &req->route;
+    _cleanup_free_ char *dashed = NULL, *model_json = NULL;
+    json_auto_t *model = NULL;
+    char *at;
+    int r;
+
+    if (v->count_tokens) {
+        req->reply.status = 200;
+        req->reply.content_type = CONTENT_TYPE_JSON;
+        return reply_set_body(&req->reply, "{\"input_tokens\":42}", 19, true);
+    }
+    /* Vertex names the model in Anthropic's dash form. */
+    dashed = strdup(v->model);
+    if (!dashed)
+        return -ENOMEM;
+    at = strchr(dashed, '@');
+    if (at)
+        *at = '-';
+    model = fake_json_string_lenient(dashed);
+    model_json = model ? fake_json_dump(model) : NULL;
+    if (!model_json)
+        return -ENOMEM;
+    if (v->stream)
+        return request_set_default_stream(req, model_json);
+    if (!json_is_true(json_object_get(body, "stream")))
+        return request_set_default_message(req, model_json);
+
+    /* rawPredict with "stream": true: the same events, all in one body. */
+    r = request_set_default_stream(req, model_json);
+    if (r >= 0) {
+        _cleanup_(fake_buf_done) struct buf b = BUF_INIT(0);
+
+        for (size_t i = 0; i < req->reply.n_chunks && r >= 0; i++)
+            r = buf_append(&b, req->reply.chunks[i].data, req->reply.chunks[i].len);
+        if (r < 0)
+            return -ENOMEM;
+        free(req->generated);
+        req->generated = buf_steal(&b);
+        if (!req->generated)
+            return -ENOMEM;
+        r = reply_set_body(&req->reply, req->generated, strlen(req->generated), false);
+    }
+    return r;
+}
+
+/* A request under VERTEX_PREFIX, complete with its body: the checks a real Vertex makes (see the
+ * top comment), then the reply. */
+static enum MHD_Result request_dispatch_vertex(struct request *req, const char *url,
+                                               const char *method)
+{
+    const struct vertex_route *v = &req->route;
+    _cleanup_(beta_check_done) struct beta_check beta = {.server = req->server};
+    json_auto_t *body = NULL;
+    const json_t *version, *model;
+    const char *auth, *token;
+    char message[512];
+
+    if (!v->verb || !streq(method, "POST") || (v->count_tokens && v->stream)) {
+        snprintf(message, sizeof(message), "The requested URL %.300s was not found.", url);
+        return request_send_google_error(req, 404, message);
+    }
+
+    auth = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND,
+                                       MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!auth || strncasecmp(auth, "Bearer ", strlen("Bearer ")) != 0)
+        return request_send_google_error(req, 401, auth ? NULL : GOOGLE_MISSING_CREDENTIALS);
+    token = auth + strlen("Bearer ");
+    token += strspn(token, " ");
+    if (!*token || !vertex_token_accepted(req->server, token))
+        return request_send_google_error(req, 401, NULL);
+
+    if (!v->count_tokens && !vertex_model_known(v->model)) {
+        snprintf(message, sizeof(message),
+                 "Publisher Model `projects/%.100s/locations/%.60s/publishers/anthropic/models/"
+                 "%.200s` not found.",
+                 v->project, v->region, v->model);
+        return request_send_google_error(req, 404, message);
+    }
+    if (req->too_large)
+        return request_set_status_error(req, 413) < 0 ? MHD_NO : request_send(req);
+
+    if (req->body.len > 0)
+        body = json_loadb(req->body.data, req->body.len, JSON_ALLOW_NUL, NULL);
+    if (!json_is_object(body))
+        return request_send_google_error(req, 400, "Invalid JSON payload received.");
+
+    version = json_object_get(body, "anthropic_version");
+    if (!json_is_string(version))
+        return request_send_error(req, 400, "anthropic_version: Field required");
+    if (!streq(json_string_value(version), VERTEX_ANTHROPIC_VERSION)) {
+        snprintf(message, sizeof(message),
+                 "anthropic_version \"%.100s\" not found; Vertex AI expects \"%s\".",
+                 json_string_value(version), VERTEX_ANTHROPIC_VERSION);
+        return request_send_google_error(req, 404, message);
+    }
+    model = json_object_get(body, "model");
+    if (!v->count_tokens && model)
+        return request_send_error(req, 400, "model: Extra inputs are not permitted");
+    if (v->count_tokens && !json_is_string(model))
+        return request_send_error(req, 400, "model: Field required");
+    if (v->count_tokens && !vertex_model_known(json_string_value(model))) {
+        snprintf(message, sizeof(message),
+                 "Publisher Model `projects/%.100s/locations/%.60s/publishers/anthropic/models/"
+                 "%.200s` not found.",
+                 v->project, v->region, json_string_value(model));
+        return request_send_google_error(req, 404, message);
+    }
+
+    (void)MHD_get_connection_values(req->connection, MHD_HEADER_KIND, beta_check_header, &beta);
+    if (beta.failed)
+        return MHD_NO;
+    if (beta.denied.len > 0) {
+        snprintf(message, sizeof(message),
+                 "Unexpected value(s) %.*s for the `anthropic-beta` header. Please consult our "
+                 "documentation at docs.anthropic.com or try again without the header.",
+                 (int)MIN(beta.denied.len, (size_t)300), beta.denied.data);
+        return request_send_error(req, 400, message);
+    }
+    return request_reply(req, url, method, body);
 }
 
 /* Replies to a control request with j, which is stolen. */
@@ -1087,7 +1617,43 @@ static enum MHD_Result control_enqueue(struct request *req)
                                    "queue_length", (json_int_t)queued));
 }
 
-/* A request under /_fake/: read or reset the records, the queue and the counters. */
+/* POST /_fake/vertex/tokens {"tokens": ["...", ...]}: replaces the accepted Vertex tokens. */
+static enum MHD_Result control_vertex_tokens(struct request *req)
+{
+    json_auto_t *j = NULL;
+    const json_t *list;
+    const char *tokens[VERTEX_TOKENS_MAX];
+    char err[160];
+    size_t n;
+
+    if (req->too_large)
+        return control_error(req, 413, "body too large");
+    j = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, NULL);
+    list = json_object_get(j, "tokens");
+    if (!json_is_array(list) || json_object_size(j) != 1)
+        return control_error(req, 400, "the body must be {\"tokens\": [strings]}");
+    n = json_array_size(list);
+    if (n > VERTEX_TOKENS_MAX)
+        return control_error(req, 400, "too many tokens");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *t = json_array_get(list, i);
+
+        if (!json_is_string(t))
+            return control_error(req, 400, "the body must be {\"tokens\": [strings]}");
+        tokens[i] = json_string_value(t);
+    }
+    switch (server_set_vertex_tokens(req->server, tokens, n, err, sizeof(err))) {
+    case 0:
+        return control_reply(req, 200, json_pack("{s:I}", "tokens", (json_int_t)n));
+    case -EINVAL:
+        return control_error(req, 400, err);
+    default:
+        return MHD_NO;
+    }
+}
+
+/* A request under /_fake/: read or reset the records, the queue and the counters; set the Vertex
+ * tokens. */
 static enum MHD_Result request_dispatch_control(struct request *req, const char *url,
                                                 const char *method)
 {
@@ -1133,6 +1699,8 @@ static enum MHD_Result request_dispatch_control(struct request *req, const char 
         fake_core_unlock(&s->core);
         return control_reply(req, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
     }
+    if (streq(url, "/_fake/vertex/tokens") && streq(method, "POST"))
+        return control_vertex_tokens(req);
     if (streq(url, "/_fake/stats") && streq(method, "GET")) {
         fake_core_lock(&s->core);
         j = json_pack("{s:I,s:I,s:I,s:I}", "requests", (json_int_t)s->core.n_requests,
@@ -1185,6 +1753,9 @@ static enum MHD_Result on_request(_unused_ void *cls, struct MHD_Connection *con
         req->started = true;
         snprintf(req->method, sizeof(req->method), "%s", method);
         req->control = startswith(url, "/_fake/");
+        req->vertex = startswith(url, VERTEX_PREFIX);
+        if (req->vertex && vertex_route_parse(url, &req->route) < 0)
+            return MHD_NO;
         if (!req->control) {
             r = request_start(req);
             if (r < 0)
@@ -1197,7 +1768,9 @@ static enum MHD_Result on_request(_unused_ void *cls, struct MHD_Connection *con
             req->too_large = true;
             if (req->control)
                 return control_error(req, 413, "body too large");
-            return request_send_error(req, 413, NULL);
+            if (request_set_status_error(req, 413) < 0)
+                return MHD_NO;
+            return request_send(req);
         }
         return MHD_YES;
     }
@@ -1208,6 +1781,8 @@ static enum MHD_Result on_request(_unused_ void *cls, struct MHD_Connection *con
     if (req->control)
         return request_dispatch_control(req, url, method);
     request_record_body(req);
+    if (req->vertex)
+        return request_dispatch_vertex(req, url, method);
     return request_dispatch_api(req, url, method);
 }
 
@@ -1271,12 +1846,30 @@ static void on_connection(void *cls, _unused_ struct MHD_Connection *connection,
 
 static void parse_extra(int c)
 {
-    assert(c == ARG_NO_RECORD);
-    arg_record = false;
+    switch (c) {
+    case ARG_NO_RECORD:
+        arg_record = false;
+        break;
+    case ARG_VERTEX_TOKEN:
+        if (arg_n_vertex_tokens < ARGS_MAX)
+            arg_vertex_tokens[arg_n_vertex_tokens++] = optarg;
+        else
+            arg_overflow = true;
+        break;
+    default:
+        assert(c == ARG_VERTEX_DENY_BETA);
+        if (arg_n_vertex_deny_betas < ARGS_MAX)
+            arg_vertex_deny_betas[arg_n_vertex_deny_betas++] = optarg;
+        else
+            arg_overflow = true;
+        break;
+    }
 }
 
 static const struct option extra_options[] = {
     {"no-record", no_argument, NULL, ARG_NO_RECORD},
+    {"vertex-token", required_argument, NULL, ARG_VERTEX_TOKEN},
+    {"vertex-deny-beta", required_argument, NULL, ARG_VERTEX_DENY_BETA},
     {},
 };
 
@@ -1287,6 +1880,11 @@ static const struct fake_cli cli = {
             "     --listen ADDR   Loopback address to listen on (default 127.0.0.1)\n"
             "     --port N        Port; 0 picks a free one (default 0)\n"
             "     --no-record     Do not record requests (for benchmarks)\n"
+            "     --vertex-token TOKEN\n"
+            "                     Accept only this bearer token on the Vertex routes (repeatable;\n"
+            "                     a test token: argv is world-readable)\n"
+            "     --vertex-deny-beta A,B\n"
+            "                     Refuse these anthropic-beta values on Vertex, as Vertex does\n"
             "  -v --verbose       Log each request to stderr\n\n"
             "Prints PORT=<n> once listening; runs until SIGTERM or SIGINT.\n",
     .extra = extra_options,
@@ -1311,9 +1909,25 @@ static int run(int argc, char *argv[])
         return r;
     fake_raise_nofile_limit();
 
+    if (arg_overflow)
+        return log_error_errno(-E2BIG, "At most %d --vertex-token and %d --vertex-deny-beta.",
+                               ARGS_MAX, ARGS_MAX);
+
     r = server_new(&s);
     if (r < 0)
         return log_error_errno(r, "Failed to set up: %m");
+    if (arg_n_vertex_tokens > 0) {
+        char err[160];
+
+        r = server_set_vertex_tokens(s, arg_vertex_tokens, arg_n_vertex_tokens, err, sizeof(err));
+        if (r < 0)
+            return log_error_errno(r, "Invalid --vertex-token: %s", err);
+    }
+    for (size_t i = 0; i < arg_n_vertex_deny_betas; i++) {
+        r = server_add_deny_betas(s, arg_vertex_deny_betas[i]);
+        if (r < 0)
+            return log_error_errno(r, "Invalid --vertex-deny-beta: %m");
+    }
     /* Room for thousands of benchmark connections, and a count of them for /_fake/stats. */
     extra[3].ptr_value = s;
     return fake_serve(&s->core, &o,
