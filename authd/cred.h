@@ -38,13 +38,13 @@ struct cred_endpoints {
 
 /* What a finished operation produced. Strings are borrowed for the duration of the callback. */
 struct cred_result {
-    int error;              /* 0, or a negative errno */
-    const char *code;       /* on error: an IPC error code (IPC_ERROR_NEEDS_LOGIN, ...) */
-    const char *message;    /* on error: one line for the client, never a secret */
+    int error;                  /* 0, or a negative errno */
+    const char *code;           /* on error: an IPC error code (IPC_ERROR_NEEDS_LOGIN, ...) */
+    const char *message;        /* on error: one line for the client, never a secret */
     const struct secret *token; /* token.get: the API key or access token */
-    const char *kind;       /* token.get: "api_key" or "access_token" */
-    int64_t expires_at;     /* token.get: Unix seconds, 0 for API keys */
-    bool revoked;           /* logout: the provider confirmed the revocation */
+    const char *kind;           /* token.get: "api_key" or "access_token" */
+    int64_t expires_at;         /* token.get: Unix seconds, 0 for API keys */
+    bool revoked;               /* logout: the provider confirmed the revocation */
 };
 
 typedef void (*cred_callback_t)(const struct cred_result *res, void *userdata);
@@ -71,8 +71,8 @@ int cred_token_get(struct cred_manager *m, const char *account, cred_callback_t 
 
 /* Validates and stores a new account (account.add): provider "anthropic" with auth "api_key";
  * "vertex" with auth "service_account" (service_account_json), "gcloud_adc" (adc_json, an
- * authorized_user file) or "metadata". Vertex credentials are tried once (a token is fetched) before
- * the account is stored; a failure is reported with code "upstream" and nothing is stored.
+ * authorized_user file) or "metadata". Vertex credentials are tried once (a token is fetched)
+ * before the account is stored; a failure is reported with code "upstream" and nothing is stored.
  * req is the request object (borrowed for the call; the function copies what it needs and wipes
  * nothing in it). Errors: exists, bad_request (the message names the field), upstream. */
 int cred_account_add(struct cred_manager *m, const json_t *req, cred_callback_t cb, void *userdata,
