@@ -1,0 +1,174 @@
+/* main.c: dualroute-authd, the control plane.
+ *
+ * Reads the configuration, creates the state directory (0700), opens the store, starts the
+ * credential manager and the socket server on one sd-event loop, tells systemd it is ready, and
+ * runs until SIGTERM or SIGINT. Stopping closes every connection and removes the socket authd
+ * created. The process is non-dumpable, so no core file or ptrace by the same user can read the
+ * secrets it holds, and jansson wipes every block it frees. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include <curl/curl.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "authd.h"
+#include "config.h"
+#include "cred.h"
+#include "ipc.h"
+#include "log.h"
+#include "store.h"
+
+static const char *empty_to_null(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+static int on_stop_signal(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+{
+    log_notice("Received %s, stopping.", si->ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    (void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+    return sd_event_exit(sd_event_source_get_event(src), 0);
+}
+
+static int make_state_dir(const char *path)
+{
+    struct stat st;
+
+    if (mkdir(path, 0700) == 0) {
+        log_info("Created the state directory '%s'.", path);
+        return 0;
+    }
+    if (errno != EEXIST)
+        return log_error_errno(-errno, "Failed to create the state directory '%s': %m", path);
+    if (stat(path, &st) < 0)
+        return log_error_errno(-errno, "Failed to stat '%s': %m", path);
+    if (!S_ISDIR(st.st_mode))
+        return log_error_errno(-ENOTDIR, "State directory '%s' is not a directory.", path);
+    if (st.st_mode & 0077)
+        log_notice("State directory '%s' is accessible to group or others (mode %04o).", path,
+                   (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
+static int run(int argc, char **argv)
+{
+    struct authd_config cfg = {};
+    enum authd_config_action action = AUTHD_CONFIG_RUN;
+    _cleanup_(store_freep) struct store *store = NULL;
+    _cleanup_(cred_manager_freep) struct cred_manager *cred = NULL;
+    _cleanup_(authd_freep) struct authd *a = NULL;
+    _cleanup_free_ char *db_path = NULL;
+    struct store_error serr = {};
+    struct cred_endpoints ep;
+    sd_event *e = NULL;
+    sigset_t mask;
+    int r;
+
+    r = authd_config_load(argc, argv, &cfg, &action);
+    if (r < 0 || action == AUTHD_CONFIG_EXIT_OK) {
+        authd_config_done(&cfg);
+        return r < 0 ? r : 0;
+    }
+    if (action == AUTHD_CONFIG_DUMP)
+        conf_dump(&authd_config_table, &cfg, stdout);
+    if (action == AUTHD_CONFIG_CHECK)
+        printf("Configuration OK.\n");
+    if (action != AUTHD_CONFIG_RUN) {
+        authd_config_done(&cfg);
+        return 0;
+    }
+
+    log_set_max_level(authd_log_level_to_syslog(cfg.log_level));
+    ipc_json_wipe_on_free();
+    (void)prctl(PR_SET_DUMPABLE, 0);
+    signal(SIGPIPE, SIG_IGN);
+    umask(0077);
+
+    r = make_state_dir(cfg.state_dir);
+    if (r < 0)
+        goto finish;
+    db_path = authd_config_database_path(&cfg);
+    if (!db_path) {
+        r = log_oom();
+        goto finish;
+    }
+    r = store_open_full(db_path, &store, &serr);
+    if (r < 0) {
+        log_error_errno(r, "Failed to open the database '%s': %s", db_path,
+                        serr.text[0] ? serr.text : strerror(-r));
+        goto finish;
+    }
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        r = log_error_errno(-EIO, "Failed to initialise libcurl.");
+        goto finish;
+    }
+    r = sd_event_default(&e);
+    if (r < 0) {
+        log_error_errno(r, "Failed to create the event loop: %m");
+        goto finish;
+    }
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    r = sd_event_add_signal(e, NULL, SIGTERM, on_stop_signal, NULL);
+    if (r >= 0)
+        r = sd_event_add_signal(e, NULL, SIGINT, on_stop_signal, NULL);
+    if (r < 0) {
+        log_error_errno(r, "Failed to watch signals: %m");
+        goto finish;
+    }
+
+    ep = (struct cred_endpoints){
+        .auth_url = empty_to_null(cfg.google_auth_url),
+        .token_url = empty_to_null(cfg.google_token_url),
+        .revoke_url = empty_to_null(cfg.google_revoke_url),
+        .metadata_url = empty_to_null(cfg.metadata_url),
+    };
+    r = cred_manager_new(e, store, &ep, &cred);
+    if (r < 0) {
+        log_error_errno(r, "Failed to set up the credential manager: %m");
+        goto finish;
+    }
+    r = authd_new(e, &cfg, store, cred, db_path, &a);
+    if (r < 0) {
+        log_error_errno(r, "Failed to set up the server: %m");
+        goto finish;
+    }
+    r = authd_start(a);
+    if (r < 0)
+        goto finish;
+    r = cred_manager_start(cred);
+    if (r < 0) {
+        log_error_errno(r, "Failed to start the credential manager: %m");
+        goto finish;
+    }
+
+    log_notice("dualroute-authd %s ready (database '%s', %s).", DUALROUTE_VERSION, db_path,
+               a->socket_owned ? a->socket_path : "socket from systemd");
+    (void)sd_notify(false, "READY=1\nSTATUS=Serving");
+    r = sd_event_loop(e);
+    if (r < 0)
+        log_error_errno(r, "Event loop failed: %m");
+
+finish:
+    a = authd_free(a);
+    cred = cred_manager_free(cred);
+    store = store_free(store);
+    e = sd_event_unref(e);
+    curl_global_cleanup();
+    authd_config_done(&cfg);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    return run(argc, argv) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
