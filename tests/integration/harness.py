@@ -50,6 +50,7 @@ def _binary(env_name, default_rel):
 
 ROUTERD = _binary("DUALROUTE_ROUTERD", "routerd/dualroute-routerd")
 FAKE_UPSTREAM = _binary("DUALROUTE_FAKE_UPSTREAM", "tests/fakes/fake-upstream")
+FAKE_OAUTH = _binary("DUALROUTE_FAKE_OAUTH", "tests/fakes/fake-oauth")
 
 
 def _canary(label, prefix="sk-ant-api03-"):
@@ -198,6 +199,25 @@ def _stop_process(proc, sig=signal.SIGTERM, timeout=10.0):
         return proc.wait(timeout=10), True
 
 
+def _read_port_line(proc, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    line = b""
+    fd = proc.stdout.fileno()
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            raise RuntimeError("no PORT= line (got %r)" % line)
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            b = os.read(fd, 1)
+            if b:
+                line += b
+    m = re.match(rb"PORT=(\d+)", line)
+    if not m:
+        raise RuntimeError("printed %r" % line)
+    return int(m.group(1))
+
+
 class FakeUpstream:
     """fake-upstream on 127.0.0.1, port picked by the kernel."""
 
@@ -220,25 +240,11 @@ class FakeUpstream:
         self.proc = _spawn([FAKE_UPSTREAM, "--port", "0"] + self.args,
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err,
                            env=_base_env())
-        deadline = time.monotonic() + timeout
-        line = b""
-        fd = self.proc.stdout.fileno()
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("fake-upstream did not print PORT= (got %r)" % line)
-            r, _, _ = select.select([fd], [], [], left)
-            if r:
-                b = os.read(fd, 1)
-                if not b:
-                    continue
-                line += b
-        m = re.match(rb"PORT=(\d+)", line)
-        if not m:
+        try:
+            self.port = _read_port_line(self.proc, timeout)
+        except RuntimeError as e:
             self.stop()
-            raise RuntimeError("fake-upstream printed %r" % line)
-        self.port = int(m.group(1))
+            raise RuntimeError("fake-upstream: %s" % e)
         self._lock = threading.Lock()
         self._conn = None
         self.stats()  # opens the control connection
@@ -318,6 +324,44 @@ class FakeUpstream:
 
 
 LISTEN_RE = re.compile(r"listening on http://(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)")
+
+
+class FakeOAuth:
+    """fake-oauth on 127.0.0.1 with its /_fake/ control API."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+
+    def start(self):
+        if not os.access(FAKE_OAUTH, os.X_OK):
+            raise unittest.SkipTest("fake-oauth not built (%s)" % FAKE_OAUTH)
+        self._err = open(os.path.join(self.workdir, "fake-oauth.err"), "wb")
+        self.proc = _spawn([FAKE_OAUTH, "--port", "0"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=self._err, env=_base_env())
+        self.port = _read_port_line(self.proc)
+        return self
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def call(self, method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            c.request(method, path, body=json.dumps(body).encode() if body is not None else None,
+                      headers={"Content-Type": "application/json"} if body is not None else {})
+            r = c.getresponse()
+            data = r.read()
+        finally:
+            c.close()
+        if r.status != 200:
+            raise RuntimeError("fake-oauth %s %s -> %d %r" % (method, path, r.status, data))
+        return json.loads(data)
+
+    def stop(self):
+        _stop_process(self.proc)
+        self.proc.stdout.close()
+        self._err.close()
 
 
 class Routerd:
