@@ -392,6 +392,14 @@ static size_t on_upstream_header(char *p, size_t size, size_t nmemb, void *userd
             return len; /* an interim response, or the end of trailers */
         req->upstream_status = (unsigned)code;
         req->headers_done = true;
+        if (code == 401 && req->account[0] && req->server->authd) {
+            /* The account's credential no longer works (revoked, rotated): ask authd afresh
+             * next time instead of serving the cached one until it expires. */
+            log_notice("[%s] The upstream refused account '%s''s credential; dropping it from "
+                       "the cache.",
+                       req->id, req->account);
+            authd_client_invalidate(req->server->authd, req->account);
+        }
         req->t_first_byte = req->t_last_byte = now_usec();
         if (req->client_gone)
             return 0;
