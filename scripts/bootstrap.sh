@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bootstrap.sh: the two commands of the README, for a fresh Debian 12 machine.
 #
-#   scripts/bootstrap.sh run    install what is missing, build (release), run the router
+#   scripts/bootstrap.sh run    install what is missing, build (release), run dualroute-authd
+#                               (state in ./state) and dualroute-routerd in service mode
 #   scripts/bootstrap.sh test   install what is missing, build, run every test, then the same
 #                               tests again in the AddressSanitizer + UBSan build
 #
@@ -39,14 +40,44 @@ install_missing() {
     fi
 }
 
+# Dev mode: dualroute-authd with its state in ./state (your uid gets every role), and
+# dualroute-routerd in service mode taking credentials and routes from it. ANTHROPIC_API_KEY, when
+# set, becomes (or replaces) the account "default", passed to authd on stdin, never in argv.
+run_both() {
+    local bin=./build-release state=./state authd_pid
+    mkdir -p "$state"
+    "$bin/authd/dualroute-authd" --state-dir "$state" &
+    authd_pid=$!
+    trap 'kill $authd_pid 2>/dev/null; wait $authd_pid 2>/dev/null' EXIT
+    for _ in $(seq 100); do
+        [ -S "$state/authd.sock" ] && break
+        kill -0 $authd_pid 2>/dev/null || { echo "dualroute-authd failed to start" >&2; exit 1; }
+        sleep 0.1
+    done
+    local ctl=("$bin/ctl/dualroutectl" --socket "$state/authd.sock" -q)
+    if [ -n "${ANTHROPIC_API_KEY:-}" ]; then
+        local fp
+        fp=$(printf %s "$ANTHROPIC_API_KEY" | sha256sum | cut -c1-8)
+        if ! "${ctl[@]}" --json account list | grep -q "\"fingerprint\": \"$fp\""; then
+            "${ctl[@]}" account remove default >/dev/null 2>&1 || true
+            printf '%s\n' "$ANTHROPIC_API_KEY" |
+                "${ctl[@]}" account add default --provider anthropic --api-key-file -
+            echo "ANTHROPIC_API_KEY is stored in dualroute-authd as account 'default'."
+        fi
+        unset ANTHROPIC_API_KEY
+    fi
+    "${ctl[@]}" account list || true
+    echo "Starting dualroute-routerd on http://127.0.0.1:${ROUTER_PORT:-3000} (Ctrl-C stops both)."
+    "$bin/routerd/dualroute-routerd" --authd-socket "$state/authd.sock" "$@"
+}
+
 case "${1:-}" in
 run)
     shift
     install_missing "${build_pkgs[@]}"
     cmake --preset release >/dev/null
     cmake --build --preset release
-    echo "Starting dualroute-routerd on http://127.0.0.1:${ROUTER_PORT:-3000} (Ctrl-C stops it)."
-    exec ./build-release/routerd/dualroute-routerd "$@"
+    run_both "$@"
     ;;
 test)
     need_node=1 install_missing "${build_pkgs[@]}" "${test_pkgs[@]}"
