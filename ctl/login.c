@@ -52,6 +52,7 @@ struct listener {
     int wake[2];
     pthread_mutex_t lock;
     struct secret *target; /* the first redirect's request target; guarded by lock */
+    bool signalled;        /* the main thread was woken for it; guarded by lock */
 };
 
 /* Every request's target, as MHD saw it with its query, becomes the request's context. */
@@ -60,10 +61,20 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *con)
     return secret_new(uri, strlen(uri));
 }
 
+/* The main thread is woken only once the browser has its page: woken earlier, it could stop the
+ * listener (a refused login ends the command at once) before the page was sent. */
 static void completed_cb(void *cls, struct MHD_Connection *con, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct listener *l = cls;
+
     *req_cls = secret_free(*req_cls);
+    pthread_mutex_lock(&l->lock);
+    if (l->target && !l->signalled) {
+        l->signalled = true;
+        (void)!write(l->wake[1], "x", 1);
+    }
+    pthread_mutex_unlock(&l->lock);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *con, unsigned status, const char *page)
@@ -99,11 +110,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
     oauth_redirect_done(&rd);
 
     pthread_mutex_lock(&l->lock);
-    if (!l->target) {
+    if (!l->target)
         l->target = secret_new(target->data, target->len);
-        if (l->target)
-            (void)!write(l->wake[1], "x", 1);
-    }
     pthread_mutex_unlock(&l->lock);
     return reply(con, error ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_OK, error ? page_error : page_ok);
 }
