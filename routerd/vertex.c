@@ -53,8 +53,17 @@ static const struct {
 } beta_deny_table[] = {
     /* pydantic/pydantic-ai#2512: broke Claude 4 on Vertex. */
     {"code-execution-2025-05-22", false},
-    /* anthropics/claude-code#12429: refused on count-tokens:rawPredict. */
+    /* anthropics/claude-code#12429, #11154: refused on count-tokens:rawPredict. */
     {"web-search-2025-03-05", true},
+    {"context-1m-2025-08-07", true},
+    /* anthropics/claude-code#21625 and QuantumNous/new-api#2975: sent by Claude Code 2.1. */
+    {"prompt-caching-scope-2026-01-05", false},
+    /* anthropics/claude-code#34802, can1357/oh-my-pi#5614: sent with thinking. */
+    {"effort-2025-11-24", false},
+    {"adaptive-thinking-2026-01-28", false},
+    /* vercel/ai#10981, QuantumNous/new-api#2975: structured outputs. */
+    {"structured-outputs-2025-11-13", false},
+    {"structured-outputs-2025-12-15", false},
 };
 
 static bool region_is_valid(const char *s)

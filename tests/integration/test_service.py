@@ -39,6 +39,9 @@ def rsa_key_pair(workdir):
 
 
 class ServiceModeTest(RouterTestCase):
+    # The fake refuses this beta on Vertex routes, as Vertex does: routerd must not send it.
+    fake_args = ("--vertex-deny-beta", "effort-2025-11-24")
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -254,12 +257,16 @@ class ServiceModeTest(RouterTestCase):
 
     def test_vertex_messages_json_stream_and_count_tokens(self):
         router = self.vertex_router()
+        betas = "interleaved-thinking-2025-05-14,effort-2025-11-24"
         r = self.post(router, messages_body(model=OPUS),
-                      headers=ANTHROPIC_HEADERS + [("anthropic-beta",
-                                                    "interleaved-thinking-2025-05-14")])
+                      headers=ANTHROPIC_HEADERS + [("anthropic-beta", betas)])
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["type"], "message")
-        body = self.assert_vertex_request(self.fake.wait_requests(1)[0], "rawPredict")
+        rec = self.fake.wait_requests(1)[0]
+        body = self.assert_vertex_request(rec, "rawPredict")
+        # The beta Vertex refuses is dropped, the others kept; an Anthropic account gets them all.
+        self.assertEqual(rec["headers"].get("anthropic-beta"), "interleaved-thinking-2025-05-14")
+        self.assertIn("effort-2025-11-24", router.log_text())
         self.assertNotIn("model", body)
         self.assertEqual(body["max_tokens"], messages_body(model=OPUS)["max_tokens"])
 

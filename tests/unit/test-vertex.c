@@ -255,6 +255,11 @@ TEST(betas)
     /* Exact matches only. */
     check_betas("code-execution-2025-05-22x,xcode-execution-2025-05-22", false, NULL,
                 "code-execution-2025-05-22x,xcode-execution-2025-05-22", NULL);
+    /* What Claude Code sends that Vertex refuses (sources in vertex.c's table). */
+    check_betas("claude-code-20250219,effort-2025-11-24,prompt-caching-scope-2026-01-05", false,
+                NULL, "claude-code-20250219", "effort-2025-11-24,prompt-caching-scope-2026-01-05");
+    check_betas("context-1m-2025-08-07", false, NULL, "context-1m-2025-08-07", NULL);
+    check_betas("context-1m-2025-08-07", true, NULL, NULL, "context-1m-2025-08-07");
     check_betas("", false, NULL, NULL, NULL);
     check_betas(" , ,", false, NULL, NULL, NULL);
     check_betas(NULL, false, NULL, NULL, NULL);
