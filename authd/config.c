@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "macro.h"
+#include "prices.h"
 
 const char *const authd_log_level_names[] = {"err", "warning", "notice", "info", "debug", NULL};
 
@@ -53,6 +54,9 @@ static const struct conf_key authd_keys[] = {
         "Google OAuth revocation endpoint; empty: https://oauth2.googleapis.com/revoke"),
     KEY("metadata_url", CONF_STRING, metadata_url, NULL, 0, 0,
         "GCE metadata server base URL; empty: http://metadata.google.internal"),
+    KEY("prices_file", CONF_STRING, prices_file, NULL, 0, 0,
+        "JSON array of model prices in micro-USD per million tokens; its entries replace the "
+        "built-in ones for the same model pattern (read at each snapshot)"),
     {.name = "log_level",
      .type = CONF_ENUM,
      .offset = offsetof(struct authd_config, log_level),
@@ -250,6 +254,19 @@ int authd_config_load(int argc, char **argv, struct authd_config *cfg,
     if (!cfg->state_dir || !*cfg->state_dir) {
         fprintf(stderr, "dualroute-authd: state_dir must not be empty\n");
         return -EINVAL;
+    }
+    /* A price file that does not parse is refused at start (and by --check-config), not found
+     * out at the first snapshot. */
+    if (cfg->prices_file && *cfg->prices_file) {
+        json_t *prices = NULL;
+        char perr[256];
+
+        r = prices_to_json(cfg->prices_file, &prices, perr, sizeof perr);
+        if (r < 0) {
+            fprintf(stderr, "dualroute-authd: prices_file: %s\n", perr);
+            return r;
+        }
+        json_decref(prices);
     }
     *ret_action = action;
     return 0;

@@ -21,7 +21,8 @@ struct authd_config {
     char *google_token_url;
     char *google_revoke_url;
     char *metadata_url;
-    int log_level; /* index into authd_log_level_names */
+    char *prices_file; /* unset: the built-in price table only */
+    int log_level;     /* index into authd_log_level_names */
 };
 
 extern const struct conf_table authd_config_table;

@@ -14,12 +14,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "authd.h"
+#include "config.h"
 #include "cred.h"
 #include "log.h"
+#include "oauth.h"
+#include "prices.h"
 #include "secret.h"
 #include "store.h"
 #include "util.h"
@@ -29,6 +34,10 @@
 #define IMPORT_MAX 1000
 #define LOGINS_MAX 64
 #define LOGIN_TTL_SEC 600
+#define MEMBER_KEY_PREFIX "dr-"
+#define MEMBER_KEY_BYTES 32
+#define MEMBER_KEY_LEN 46         /* "dr-" and 43 characters of base64url */
+#define TIME_MAX_SEC 253402300799 /* 9999-12-31T23:59:59Z: seconds that fit in microseconds */
 
 struct authd_pending {
     struct authd_pending *prev, *next;
@@ -444,6 +453,106 @@ static json_t *reply_with_generation(struct authd *a, uint64_t id)
     return reply;
 }
 
+/* Unix seconds of the start of the current UTC month: what members' spend counts from. */
+static int64_t month_start_at(void)
+{
+    time_t now = (time_t)(now_realtime_usec() / USEC_PER_SEC);
+    struct tm tm;
+
+    if (!gmtime_r(&now, &tm))
+        return 0;
+    tm.tm_mday = 1;
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    return (int64_t)timegm(&tm);
+}
+
+/* One member as member.list (for_router false) or snapshot.get (true) carries it. */
+static json_t *member_entry(const struct member_record *m, bool for_router)
+{
+    json_auto_t *e =
+        json_pack("{s:s, s:I}", "name", m->name, "spent_micro_usd", (json_int_t)m->spent_micro_usd);
+
+    if (!e)
+        return NULL;
+    if (for_router) {
+        if (json_object_set_new(e, "key_sha256", json_string(m->key_sha256)) < 0)
+            return NULL;
+    } else {
+        char fp[9];
+
+        memcpy(fp, m->key_sha256, 8);
+        fp[8] = '\0';
+        if (json_object_set_new(e, "key_fingerprint", json_string(fp)) < 0 ||
+            json_object_set_new(e, "created_at",
+                                json_integer((json_int_t)(m->created_usec / 1000000))) < 0)
+            return NULL;
+    }
+    if (m->budget_micro_usd >= 0 &&
+        json_object_set_new(e, "budget_micro_usd", json_integer(m->budget_micro_usd)) < 0)
+        return NULL;
+    if (m->rate_limit_rpm > 0 &&
+        json_object_set_new(e, "rate_limit_rpm", json_integer(m->rate_limit_rpm)) < 0)
+        return NULL;
+    if (m->rate_limit_tpm > 0 &&
+        json_object_set_new(e, "rate_limit_tpm", json_integer(m->rate_limit_tpm)) < 0)
+        return NULL;
+    if (m->models) {
+        json_t *models = json_loads(m->models, 0, NULL);
+
+        if (!json_is_array(models) || json_object_set_new(e, "models", models) < 0) {
+            json_decref(models);
+            return NULL;
+        }
+    }
+    return TAKE_PTR(e);
+}
+
+static int members_array(struct authd *a, bool for_router, json_t **ret)
+{
+    _cleanup_(member_record_list_freep) struct member_record *list = NULL;
+    json_auto_t *arr = json_array();
+    int r;
+
+    if (!arr)
+        return -ENOMEM;
+    r = store_member_list(a->store, month_start_at() * 1000000, &list, NULL);
+    if (r < 0)
+        return r;
+    for (struct member_record *m = list; m->name; m++) {
+        json_t *e = member_entry(m, for_router);
+
+        if (!e || json_array_append_new(arr, e) < 0)
+            return -ENOMEM;
+    }
+    *ret = TAKE_PTR(arr);
+    return 0;
+}
+
+/* members, month_start_at and prices, as snapshot.get carries them. A prices_file that stopped
+ * parsing since authd started (it was checked then) is logged and the built-in table is used. */
+static int add_team(struct authd *a, json_t *reply)
+{
+    const char *path = a->cfg ? a->cfg->prices_file : NULL;
+    json_t *members = NULL, *prices = NULL;
+    char err[256];
+    int r;
+
+    r = members_array(a, true, &members);
+    if (r < 0)
+        return r;
+    if (json_object_set_new(reply, "members", members) < 0 ||
+        json_object_set_new(reply, "month_start_at", json_integer(month_start_at())) < 0)
+        return -ENOMEM;
+    r = prices_to_json(path, &prices, err, sizeof err);
+    if (r < 0 && r != -ENOMEM) {
+        log_error("prices_file: %s; using the built-in prices.", err);
+        r = prices_to_json(NULL, &prices, err, sizeof err);
+    }
+    if (r < 0)
+        return r;
+    return json_object_set_new(reply, "prices", prices) < 0 ? -ENOMEM : 0;
+}
+
 /* --- ops -------------------------------------------------------------------------------------- */
 
 static void op_hello(struct authd_conn *c, uint64_t id, json_t *req)
@@ -536,8 +645,12 @@ static void op_snapshot_get(struct authd_conn *c, uint64_t id, json_t *req)
         reply_store_error(c, id, r, "read the mappings");
         return;
     }
-    if (json_object_set_new(reply, "members", json_array()) < 0 ||
-        json_object_set_new(reply, "more", json_false()) < 0)
+    r = add_team(a, reply);
+    if (r < 0) {
+        reply_store_error(c, id, r, "read the members");
+        return;
+    }
+    if (json_object_set_new(reply, "more", json_false()) < 0)
         return (void)log_oom();
     (void)authd_conn_send(c, TAKE_PTR(reply));
 }
@@ -1124,30 +1237,365 @@ static void op_map_import(struct authd_conn *c, uint64_t id, json_t *req)
     (void)authd_conn_send(c, TAKE_PTR(reply));
 }
 
-/* FNV-1a, for usage.report's memory of request ids. */
-static uint64_t hash_id(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
+/* --- members and usage ------------------------------------------------------------------------ */
 
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h ? h : 1;
+static bool route_model_is_valid(const char *s);
+
+/* A new member key ("dr-" and 32 random bytes in base64url) in key, and the lowercase hex of its
+ * SHA-256 in sha. The caller wipes key. */
+static int member_key_new(char key[static MEMBER_KEY_LEN + 1],
+                          char sha[static MEMBER_KEY_SHA256_LEN + 1])
+{
+    uint8_t bytes[MEMBER_KEY_BYTES], md[EVP_MAX_MD_SIZE];
+    _cleanup_free_ char *b64 = NULL;
+    unsigned mdlen = 0;
+    int r;
+
+    r = random_bytes(bytes, sizeof bytes);
+    if (r >= 0)
+        r = oauth_base64url_encode(bytes, sizeof bytes, &b64);
+    explicit_bzero(bytes, sizeof bytes);
+    if (r < 0)
+        return r;
+    if (strlen(b64) + strlen(MEMBER_KEY_PREFIX) != MEMBER_KEY_LEN) {
+        explicit_bzero(b64, strlen(b64));
+        return -EINVAL;
+    }
+    memcpy(key, MEMBER_KEY_PREFIX, strlen(MEMBER_KEY_PREFIX));
+    memcpy(key + strlen(MEMBER_KEY_PREFIX), b64, strlen(b64) + 1);
+    explicit_bzero(b64, strlen(b64));
+    if (EVP_Digest(key, MEMBER_KEY_LEN, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+        explicit_bzero(key, MEMBER_KEY_LEN + 1);
+        return -EIO;
+    }
+    for (unsigned i = 0; i < mdlen; i++)
+        snprintf(sha + 2 * i, 3, "%02x", md[i]);
+    return 0;
 }
 
-static bool usage_seen(const struct authd *a, uint64_t h)
+/* Reads one optional limit of member.add / member.set into *v: absent leaves it, null sets none,
+ * else an integer >= min. Replies bad_request and returns false when it is something else. */
+static bool member_limit(struct authd_conn *c, uint64_t id, const json_t *req, const char *key,
+                         int64_t min, int64_t none, int64_t *v)
 {
-    for (size_t i = 0; i < a->usage_seen_n; i++)
-        if (a->usage_seen[i] == h)
-            return true;
-    return false;
+    json_t *f = json_object_get(req, key);
+
+    if (!f)
+        return true;
+    if (json_is_null(f)) {
+        *v = none;
+        return true;
+    }
+    if (!json_is_integer(f) || json_integer_value(f) < min) {
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
+                                     "Field '%s' must be an integer >= %" PRId64 " or null", key,
+                                     min);
+        return false;
+    }
+    *v = json_integer_value(f);
+    return true;
 }
 
-static void usage_remember(struct authd *a, uint64_t h)
+/* Applies the fields of member.add / member.set that are present in req to m. */
+static bool member_fields(struct authd_conn *c, uint64_t id, const json_t *req,
+                          struct member_record *m)
 {
-    a->usage_seen[a->usage_seen_next] = h;
-    a->usage_seen_next = (a->usage_seen_next + 1) % AUTHD_USAGE_SEEN_MAX;
-    if (a->usage_seen_n < AUTHD_USAGE_SEEN_MAX)
-        a->usage_seen_n++;
+    json_t *models = json_object_get(req, "models"), *v;
+    size_t i;
+
+    if (!member_limit(c, id, req, "budget_micro_usd", 0, -1, &m->budget_micro_usd) ||
+        !member_limit(c, id, req, "rate_limit_rpm", 1, 0, &m->rate_limit_rpm) ||
+        !member_limit(c, id, req, "rate_limit_tpm", 1, 0, &m->rate_limit_tpm))
+        return false;
+    if (!models)
+        return true;
+    m->models = mfree(m->models);
+    if (json_is_null(models))
+        return true;
+    if (!json_is_array(models) || json_array_size(models) == 0 ||
+        json_array_size(models) > MEMBER_MODELS_MAX) {
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
+                                     "Field 'models' must be an array of 1-%d model patterns, or "
+                                     "null for every model",
+                                     MEMBER_MODELS_MAX);
+        return false;
+    }
+    json_array_foreach (models, i, v)
+        if (!route_model_is_valid(json_string_value(v))) {
+            (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
+                                         "Field 'models[%zu]' must be a model id, a prefix "
+                                         "ending in '*' (claude-sonnet-*), or '*'",
+                                         i);
+            return false;
+        }
+    m->models = json_dumps(models, JSON_COMPACT);
+    if (!m->models) {
+        log_oom();
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_INTERNAL, "Out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* Replies with the member (as member.list shows it) and, when key is not NULL, the new key. */
+static void reply_member(struct authd_conn *c, uint64_t id, const char *name, const char *key)
+{
+    struct authd *a = c->authd;
+    _cleanup_(member_record_freep) struct member_record *m = NULL;
+    json_auto_t *reply = NULL;
+    json_t *e;
+    int r;
+
+    r = store_member_get(a->store, name, month_start_at() * 1000000, &m);
+    if (r < 0) {
+        reply_store_error(c, id, r, "read the member");
+        return;
+    }
+    reply = ipc_reply_ok(id);
+    e = member_entry(m, false);
+    if (!reply || !e || json_object_set_new(reply, "member", e) < 0 ||
+        (key && json_object_set_new(reply, "key", json_stringn(key, MEMBER_KEY_LEN)) < 0)) {
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_INTERNAL, "Out of memory");
+        return (void)log_oom();
+    }
+    (void)authd_conn_send(c, TAKE_PTR(reply));
+}
+
+static const char *require_member(struct authd_conn *c, uint64_t id, const json_t *req)
+{
+    return require_account(c, id, req, "name"); /* the same rule as account names */
+}
+
+static void op_member_add(struct authd_conn *c, uint64_t id, json_t *req)
+{
+    struct authd *a = c->authd;
+    struct member_record m = {.budget_micro_usd = -1};
+    char key[MEMBER_KEY_LEN + 1], fp[9];
+    const char *name = require_member(c, id, req);
+    int r;
+
+    if (!name)
+        return;
+    m.name = (char *)name;
+    if (!member_fields(c, id, req, &m))
+        goto finish;
+    r = member_key_new(key, m.key_sha256);
+    if (r < 0) {
+        log_error_errno(r, "Failed to make a member key: %m");
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_INTERNAL, "Could not make a key");
+        goto finish;
+    }
+    secret_fp_buf(key, MEMBER_KEY_LEN, fp);
+    r = store_member_add(a->store, &m);
+    if (r == -EEXIST)
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_EXISTS, "Member '%s' exists already", name);
+    else if (r == -EINVAL)
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST, "%s",
+                                     store_last_error(a->store));
+    else if (r < 0)
+        reply_store_error(c, id, r, "add the member");
+    else {
+        log_info("Member '%s' added (key %s).", name, fp);
+        reply_member(c, id, name, key);
+    }
+    explicit_bzero(key, sizeof key);
+finish:
+    free(m.models);
+}
+
+static void op_member_list(struct authd_conn *c, uint64_t id, json_t *req)
+{
+    json_auto_t *reply = ipc_reply_ok(id);
+    json_t *members = NULL;
+    int r;
+
+    if (!reply)
+        return (void)log_oom();
+    r = members_array(c->authd, false, &members);
+    if (r < 0) {
+        reply_store_error(c, id, r, "list the members");
+        return;
+    }
+    if (json_object_set_new(reply, "members", members) < 0)
+        return (void)log_oom();
+    (void)authd_conn_send(c, TAKE_PTR(reply));
+}
+
+static void op_member_set(struct authd_conn *c, uint64_t id, json_t *req)
+{
+    struct authd *a = c->authd;
+    _cleanup_(member_record_freep) struct member_record *m = NULL;
+    const char *name = require_member(c, id, req);
+    int r;
+
+    if (!name)
+        return;
+    r = store_member_get(a->store, name, 0, &m);
+    if (r == -ENOENT) {
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_NOT_FOUND, "No member '%s'", name);
+        return;
+    }
+    if (r < 0) {
+        reply_store_error(c, id, r, "read the member");
+        return;
+    }
+    if (!member_fields(c, id, req, m))
+        return;
+    r = store_member_set_limits(a->store, m);
+    if (r == -ENOENT) {
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_NOT_FOUND, "No member '%s'", name);
+        return;
+    }
+    if (r < 0) {
+        reply_store_error(c, id, r, "change the member");
+        return;
+    }
+    log_info("Member '%s' changed.", name);
+    reply_member(c, id, name, NULL);
+}
+
+static void op_member_rotate(struct authd_conn *c, uint64_t id, json_t *req)
+{
+    struct authd *a = c->authd;
+    char key[MEMBER_KEY_LEN + 1], sha[MEMBER_KEY_SHA256_LEN + 1], fp[9];
+    const char *name = require_member(c, id, req);
+    int r;
+
+    if (!name)
+        return;
+    r = member_key_new(key, sha);
+    if (r < 0) {
+        log_error_errno(r, "Failed to make a member key: %m");
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_INTERNAL, "Could not make a key");
+        return;
+    }
+    secret_fp_buf(key, MEMBER_KEY_LEN, fp);
+    r = store_member_set_key(a->store, name, sha);
+    if (r == -ENOENT)
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_NOT_FOUND, "No member '%s'", name);
+    else if (r < 0)
+        reply_store_error(c, id, r, "rotate the member's key");
+    else {
+        log_info("Member '%s' has a new key (%s).", name, fp);
+        reply_member(c, id, name, key);
+    }
+    explicit_bzero(key, sizeof key);
+}
+
+static void op_member_remove(struct authd_conn *c, uint64_t id, json_t *req)
+{
+    struct authd *a = c->authd;
+    const char *name = require_member(c, id, req);
+    int r;
+
+    if (!name)
+        return;
+    r = store_member_remove(a->store, name);
+    if (r == -ENOENT) {
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_NOT_FOUND, "No member '%s'", name);
+        return;
+    }
+    if (r < 0) {
+        reply_store_error(c, id, r, "remove the member");
+        return;
+    }
+    log_info("Member '%s' removed.", name);
+    (void)authd_conn_send(c, ipc_reply_ok(id));
+}
+
+/* An optional time field in Unix seconds; replies bad_request when it is not one. */
+static bool time_field(struct authd_conn *c, uint64_t id, const json_t *req, const char *key,
+                       int64_t *ret_usec)
+{
+    json_t *v = json_object_get(req, key);
+
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > TIME_MAX_SEC) {
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
+                                     "Field '%s' must be Unix seconds (an integer >= 0)", key);
+        return false;
+    }
+    *ret_usec = json_integer_value(v) * 1000000;
+    return true;
+}
+
+static json_t *usage_row_json(const struct usage_row *u, bool with_key)
+{
+    json_t *o = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)u->requests, "input_tokens",
+        (json_int_t)u->input, "output_tokens", (json_int_t)u->output, "cache_read_tokens",
+        (json_int_t)u->cache_read, "cache_write_tokens", (json_int_t)u->cache_write,
+        "cost_micro_usd", (json_int_t)u->cost_micro_usd, "errors", (json_int_t)u->errors);
+
+    if (o && with_key &&
+        json_object_set_new(o, "key", u->key ? json_string(u->key) : json_null()) < 0)
+        return json_decref(o), NULL;
+    return o;
+}
+
+static void op_usage_query(struct authd_conn *c, uint64_t id, json_t *req)
+{
+    struct authd *a = c->authd;
+    json_t *member_f = json_object_get(req, "member"), *group_f = json_object_get(req, "group_by");
+    int64_t since = month_start_at() * 1000000, until = (int64_t)now_realtime_usec() + 1;
+    enum usage_group group = USAGE_GROUP_MEMBER;
+    struct usage_row *rows = NULL, total = {};
+    const char *member = NULL;
+    json_auto_t *reply = NULL;
+    json_t *arr;
+    size_t n = 0;
+    int r;
+
+    if (!time_field(c, id, req, "since", &since) || !time_field(c, id, req, "until", &until))
+        return;
+    if (member_f && !json_is_null(member_f)) {
+        member = json_string_value(member_f);
+        if (!member || !account_name_is_valid(member)) {
+            (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
+                                         "Field 'member' must be 1-64 characters of [a-z0-9_-]");
+            return;
+        }
+    }
+    if (group_f && !json_is_null(group_f)) {
+        group = usage_group_from_string(json_string_value(group_f));
+        if (group < 0) {
+            (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
+                                         "Field 'group_by' must be member, model, account or day");
+            return;
+        }
+    }
+    r = store_usage_query(a->store, group, since, until, member, &rows, &n);
+    if (r < 0) {
+        reply_store_error(c, id, r, "query the usage ledger");
+        return;
+    }
+    reply = ipc_reply_ok(id);
+    arr = json_array();
+    if (!reply || !arr || json_object_set_new(reply, "rows", arr) < 0)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        total.requests += rows[i].requests;
+        total.input += rows[i].input;
+        total.output += rows[i].output;
+        total.cache_read += rows[i].cache_read;
+        total.cache_write += rows[i].cache_write;
+        total.cost_micro_usd += rows[i].cost_micro_usd;
+        total.errors += rows[i].errors;
+        if (json_array_append_new(arr, usage_row_json(&rows[i], true)) < 0)
+            goto oom;
+    }
+    if (json_object_set_new(reply, "total", usage_row_json(&total, false)) < 0)
+        goto oom;
+    usage_rows_free(rows, n);
+    log_debug("Connection %" PRIu64 ": usage.query id %" PRIu64 ": %zu rows by %s.", c->number, id,
+              n, usage_group_to_string(group));
+    (void)authd_conn_send(c, TAKE_PTR(reply));
+    return;
+oom:
+    usage_rows_free(rows, n);
+    (void)authd_conn_reply_error(c, id, IPC_ERROR_INTERNAL, "Out of memory");
+    log_oom();
 }
 
 /* Reads an integer field >= 0 (bounded by max) of record i; replies bad_request when it is not. */
@@ -1190,9 +1638,8 @@ static void op_usage_report(struct authd_conn *c, uint64_t id, json_t *req)
     struct authd *a = c->authd;
     json_t *records = json_object_get(req, "records"), *rec;
     _cleanup_free_ struct usage_record *u = NULL;
-    _cleanup_free_ uint64_t *hashes = NULL;
     json_auto_t *reply = NULL;
-    size_t i, n = 0, total;
+    size_t i, total, stored = 0;
     int r;
 
     if (!json_is_array(records)) {
@@ -1202,26 +1649,23 @@ static void op_usage_report(struct authd_conn *c, uint64_t id, json_t *req)
     }
     total = json_array_size(records);
     u = calloc(total ? total : 1, sizeof *u);
-    hashes = calloc(total ? total : 1, sizeof *hashes);
-    if (!u || !hashes)
+    if (!u)
         return (void)log_oom();
 
     json_array_foreach (records, i, rec) {
-        struct usage_record *x = &u[n];
-        const char *request_id;
-        int64_t at_ms, status, v;
-        uint64_t h;
-        bool dup = false;
+        struct usage_record *x = &u[i];
+        int64_t at_ms, status;
 
         if (!json_is_object(rec)) {
             (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
                                          "Field 'records[%zu]' must be an object", i);
             return;
         }
-        if (!record_str(c, id, rec, i, "request_id", false, &request_id) ||
+        if (!record_str(c, id, rec, i, "request_id", false, &x->request_id) ||
             !record_int(c, id, rec, i, "at_ms", INT64_MAX / 1000, &at_ms) ||
             !record_str(c, id, rec, i, "member", true, &x->member) ||
-            !record_str(c, id, rec, i, "model", false, &x->model_requested) ||
+            !record_str(c, id, rec, i, "model", false, &x->model_upstream) ||
+            !record_str(c, id, rec, i, "model_requested", true, &x->model_requested) ||
             !record_str(c, id, rec, i, "account", true, &x->account) ||
             !record_str(c, id, rec, i, "endpoint", false, &x->endpoint) ||
             !record_int(c, id, rec, i, "status", 999, &status) ||
@@ -1230,40 +1674,34 @@ static void op_usage_report(struct authd_conn *c, uint64_t id, json_t *req)
             !record_int(c, id, rec, i, "cache_read_tokens", INT64_MAX, &x->cache_read) ||
             !record_int(c, id, rec, i, "cache_write_tokens", INT64_MAX, &x->cache_write) ||
             !record_int(c, id, rec, i, "latency_ms", INT64_MAX, &x->latency_ms) ||
-            !record_int(c, id, rec, i, "cost_micro_usd", INT64_MAX, &v))
+            !record_int(c, id, rec, i, "cost_micro_usd", INT64_MAX, &x->cost_micro_usd))
             return;
-        x->cost_micro_usd = v;
+        if (json_object_get(rec, "ttfb_ms") && !json_is_null(json_object_get(rec, "ttfb_ms")) &&
+            !record_int(c, id, rec, i, "ttfb_ms", INT64_MAX, &x->ttfb_ms))
+            return;
+        if (!x->model_requested)
+            x->model_requested = x->model_upstream;
         x->time_usec = at_ms * 1000;
         x->status = (int)status;
-        x->model_upstream = x->model_requested;
-        /* Skip ids stored before (a frame re-sent after a lost reply) and repeats in this one. */
-        h = hash_id(request_id);
-        for (size_t j = 0; j < n && !dup; j++)
-            dup = hashes[j] == h;
-        if (dup || usage_seen(a, h))
-            continue;
-        hashes[n++] = h;
     }
-    if (n > 0) {
-        r = store_usage_insert_batch(a->store, u, n);
-        if (r == -EINVAL) {
-            (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
-                                         "The store refused a record (text not UTF-8?)");
-            return;
-        }
-        if (r < 0) {
-            reply_store_error(c, id, r, "store usage records");
-            return;
-        }
-        for (i = 0; i < n; i++)
-            usage_remember(a, hashes[i]);
+    /* The ledger skips request_ids it holds (a frame re-sent after a lost reply, also across an
+     * authd restart) and repeats within this frame. */
+    r = store_usage_insert(a->store, u, total, &stored);
+    if (r == -EINVAL) {
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
+                                     "The store refused a record (text not UTF-8?)");
+        return;
+    }
+    if (r < 0) {
+        reply_store_error(c, id, r, "store usage records");
+        return;
     }
     log_debug("Connection %" PRIu64 ": usage.report id %" PRIu64 ": %zu of %zu records stored.",
-              c->number, id, n, total);
+              c->number, id, stored, total);
     reply = ipc_reply_ok(id);
     if (!reply)
         return (void)log_oom();
-    json_object_set_new(reply, "stored", json_integer((json_int_t)n));
+    json_object_set_new(reply, "stored", json_integer((json_int_t)stored));
     (void)authd_conn_send(c, TAKE_PTR(reply));
 }
 
@@ -1292,6 +1730,12 @@ static const struct op {
     {"route.list", IPC_ROLE_ADMIN, op_route_list},
     {"route.set", IPC_ROLE_ADMIN, op_route_set},
     {"route.unset", IPC_ROLE_ADMIN, op_route_unset},
+    {"member.add", IPC_ROLE_ADMIN, op_member_add},
+    {"member.list", IPC_ROLE_ADMIN, op_member_list},
+    {"member.set", IPC_ROLE_ADMIN, op_member_set},
+    {"member.rotate", IPC_ROLE_ADMIN, op_member_rotate},
+    {"member.remove", IPC_ROLE_ADMIN, op_member_remove},
+    {"usage.query", IPC_ROLE_ADMIN, op_usage_query},
 };
 
 void authd_ops_dispatch(struct authd_conn *c, const struct ipc_header *h, json_t *req)

@@ -105,6 +105,24 @@ static const char *const migrations[] = {
     "CREATE TRIGGER account_routes_follow AFTER DELETE ON accounts BEGIN\n"
     "    DELETE FROM account_routes WHERE account = old.name;\n"
     "END;\n",
+    /* 3: team members (the SHA-256 of their key, never the key) and the ledger's request ids, so
+     * a batch re-sent after a lost reply is skipped even across restarts. Old rows have no id;
+     * NULLs do not collide in a UNIQUE index. */
+    "CREATE TABLE members (\n"
+    "    name TEXT PRIMARY KEY NOT NULL\n"
+    "        CHECK (length(name) BETWEEN 1 AND 64 AND name NOT GLOB '*[^a-z0-9_-]*'),\n"
+    "    key_sha256 TEXT NOT NULL UNIQUE\n"
+    "        CHECK (length(key_sha256) = 64 AND key_sha256 NOT GLOB '*[^0-9a-f]*'),\n"
+    "    budget INTEGER CHECK (budget IS NULL OR budget >= 0),\n"
+    "    rpm INTEGER CHECK (rpm IS NULL OR rpm > 0),\n"
+    "    tpm INTEGER CHECK (tpm IS NULL OR tpm > 0),\n"
+    "    models TEXT\n"
+    "        CHECK (models IS NULL OR\n"
+    "               CASE WHEN json_valid(models) THEN json_type(models) = 'array' ELSE 0 END),\n"
+    "    created INTEGER NOT NULL\n"
+    ") STRICT;\n"
+    "ALTER TABLE usage ADD COLUMN request_id TEXT;\n"
+    "CREATE UNIQUE INDEX usage_request_id ON usage (request_id);\n",
 };
 
 enum stmt {
@@ -134,6 +152,13 @@ enum stmt {
     STMT_SETTING_UPSERT,
     STMT_SETTING_DELETE,
     STMT_USAGE_INSERT,
+    STMT_USAGE_QUERY,
+    STMT_MEMBER_INSERT,
+    STMT_MEMBER_SET_LIMITS,
+    STMT_MEMBER_SET_KEY,
+    STMT_MEMBER_DELETE,
+    STMT_MEMBER_GET,
+    STMT_MEMBER_LIST,
     _STMT_MAX,
 };
 
@@ -172,8 +197,32 @@ static const char *const stmt_sql[_STMT_MAX] = {
     [STMT_SETTING_DELETE] = "DELETE FROM settings WHERE key = ?1",
     [STMT_USAGE_INSERT] = "INSERT INTO usage (time, member, endpoint, model_requested, "
                           "model_upstream, account, status, input, output, cache_read, "
-                          "cache_write, latency_ms, ttfb_ms, cost_micro_usd) VALUES "
-                          "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                          "cache_write, latency_ms, ttfb_ms, cost_micro_usd, request_id) VALUES "
+                          "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
+                          "ON CONFLICT DO NOTHING",
+    /* ?1 since, ?2 until (microseconds), ?3 member or NULL, ?4 the usage_group. */
+    [STMT_USAGE_QUERY] = "SELECT CASE ?4 WHEN 0 THEN member WHEN 1 THEN model_upstream "
+                         "WHEN 2 THEN account "
+                         "ELSE strftime('%Y-%m-%d', time / 1000000, 'unixepoch') END AS k, "
+                         "count(*), sum(input), sum(output), sum(cache_read), "
+                         "sum(cache_write), sum(cost_micro_usd), sum(status >= 400) "
+                         "FROM usage WHERE time >= ?1 AND time < ?2 "
+                         "AND (?3 IS NULL OR member = ?3) GROUP BY k ORDER BY k",
+    [STMT_MEMBER_INSERT] = "INSERT INTO members (name, key_sha256, budget, rpm, tpm, models, "
+                           "created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [STMT_MEMBER_SET_LIMITS] = "UPDATE members SET budget = ?2, rpm = ?3, tpm = ?4, models = ?5 "
+                               "WHERE name = ?1",
+    [STMT_MEMBER_SET_KEY] = "UPDATE members SET key_sha256 = ?2 WHERE name = ?1",
+    [STMT_MEMBER_DELETE] = "DELETE FROM members WHERE name = ?1",
+    /* ?2: the start of the spend window, in microseconds. */
+    [STMT_MEMBER_GET] = "SELECT name, key_sha256, budget, rpm, tpm, models, created, "
+                        "(SELECT coalesce(sum(u.cost_micro_usd), 0) FROM usage u "
+                        "WHERE u.member = m.name AND u.time >= ?2) "
+                        "FROM members m WHERE name = ?1",
+    [STMT_MEMBER_LIST] = "SELECT name, key_sha256, budget, rpm, tpm, models, created, "
+                         "(SELECT coalesce(sum(u.cost_micro_usd), 0) FROM usage u "
+                         "WHERE u.member = m.name AND u.time >= ?1) "
+                         "FROM members m ORDER BY name",
 };
 
 struct store {
@@ -585,7 +634,7 @@ static int user_version_get(struct store *s, int *ret)
 static int migrate(struct store *s)
 {
     char sql[64];
-    int r, v;
+    int r, v = 0;
 
     for (;;) {
         r = script_run(s, "BEGIN IMMEDIATE");
@@ -1296,7 +1345,8 @@ static int usage_bind(struct store *s, sqlite3_stmt *st, const struct usage_reco
         (r = bind_text(s, st, 3, u->endpoint)) < 0 ||
         (r = bind_text(s, st, 4, u->model_requested)) < 0 ||
         (r = bind_text(s, st, 5, u->model_upstream)) < 0 ||
-        (r = bind_text(s, st, 6, u->account)) < 0 || (r = bind_int64(s, st, 7, u->status)) < 0)
+        (r = bind_text(s, st, 6, u->account)) < 0 || (r = bind_int64(s, st, 7, u->status)) < 0 ||
+        (r = bind_text(s, st, 15, u->request_id)) < 0)
         return r;
     for (size_t i = 0; i < ELEMENTSOF(ints); i++) {
         r = bind_int64(s, st, 8 + (int)i, ints[i]);
@@ -1313,12 +1363,15 @@ static bool usage_is_valid(const struct usage_record *u)
            text_is_valid(u->model_requested, STORE_MODEL_MAX) &&
            text_is_valid(u->model_upstream, STORE_MODEL_MAX) &&
            (!u->member || text_is_valid(u->member, STORE_MODEL_MAX)) &&
+           (!u->request_id || text_is_valid(u->request_id, STORE_MODEL_MAX)) &&
            (!u->account || text_is_valid(u->account, STORE_MODEL_MAX));
 }
 
-int store_usage_insert_batch(struct store *s, const struct usage_record *records, size_t n)
+int store_usage_insert(struct store *s, const struct usage_record *records, size_t n,
+                       size_t *ret_stored)
 {
     _cleanup_tx_ struct store *tx = NULL;
+    size_t stored = 0;
     int r;
 
     assert(records || n == 0);
@@ -1326,21 +1379,362 @@ int store_usage_insert_batch(struct store *s, const struct usage_record *records
         if (!usage_is_valid(&records[i]))
             return store_failf(s, -EINVAL, "Usage record %zu of %zu is incomplete or too long",
                                i + 1, n);
-    if (n == 0)
-        return 0;
+    if (n > 0) {
+        r = tx_begin(s, &tx);
+        if (r < 0)
+            return r;
+        for (size_t i = 0; i < n; i++) {
+            _cleanup_stmt_ sqlite3_stmt *st = s->stmts[STMT_USAGE_INSERT];
+
+            r = usage_bind(s, st, &records[i]);
+            if (r < 0)
+                return r;
+            r = stmt_exec(s, st);
+            if (r < 0)
+                return r;
+            /* 0 when ON CONFLICT skipped a request_id the ledger holds already. */
+            stored += (size_t)sqlite3_changes(s->db);
+        }
+        r = tx_commit(&tx);
+        if (r < 0)
+            return r;
+    }
+    if (ret_stored)
+        *ret_stored = stored;
+    return 0;
+}
+
+int store_usage_insert_batch(struct store *s, const struct usage_record *records, size_t n)
+{
+    return store_usage_insert(s, records, n, NULL);
+}
+
+static const char *const usage_group_names[_USAGE_GROUP_MAX] = {
+    [USAGE_GROUP_MEMBER] = "member",
+    [USAGE_GROUP_MODEL] = "model",
+    [USAGE_GROUP_ACCOUNT] = "account",
+    [USAGE_GROUP_DAY] = "day",
+};
+
+const char *usage_group_to_string(enum usage_group g)
+{
+    if (g < 0 || g >= _USAGE_GROUP_MAX)
+        return NULL;
+    return usage_group_names[g];
+}
+
+enum usage_group usage_group_from_string(const char *s)
+{
+    for (size_t i = 0; s && i < ELEMENTSOF(usage_group_names); i++)
+        if (streq(s, usage_group_names[i]))
+            return (enum usage_group)i;
+    return _USAGE_GROUP_INVALID;
+}
+
+void usage_rows_free(struct usage_row *rows, size_t n)
+{
+    if (!rows)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(rows[i].key);
+    free(rows);
+}
+
+int store_usage_query(struct store *s, enum usage_group group, int64_t since_usec,
+                      int64_t until_usec, const char *member, struct usage_row **ret, size_t *ret_n)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = s->stmts[STMT_USAGE_QUERY];
+    struct usage_row *rows = NULL;
+    size_t n = 0, allocated = 0;
+    int rc, r;
+
+    if (!usage_group_to_string(group))
+        return store_failf(s, -EINVAL, "Invalid usage grouping %d", (int)group);
+    if (member && !account_name_is_valid(member))
+        return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
+    if ((r = bind_int64(s, st, 1, since_usec)) < 0 || (r = bind_int64(s, st, 2, until_usec)) < 0 ||
+        (r = bind_text(s, st, 3, member)) < 0 || (r = bind_int64(s, st, 4, (int64_t)group)) < 0)
+        return r;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct usage_row *row;
+
+        if (n == allocated) {
+            struct usage_row *l = reallocarray(rows, allocated ? allocated * 2 : 8, sizeof(*l));
+            if (!l) {
+                usage_rows_free(rows, n);
+                return -ENOMEM;
+            }
+            rows = l;
+            allocated = allocated ? allocated * 2 : 8;
+        }
+        row = &rows[n];
+        *row = (struct usage_row){
+            .requests = sqlite3_column_int64(st, 1),
+            .input = sqlite3_column_int64(st, 2),
+            .output = sqlite3_column_int64(st, 3),
+            .cache_read = sqlite3_column_int64(st, 4),
+            .cache_write = sqlite3_column_int64(st, 5),
+            .cost_micro_usd = sqlite3_column_int64(st, 6),
+            .errors = sqlite3_column_int64(st, 7),
+        };
+        r = column_strdup(st, 0, &row->key);
+        if (r < 0) {
+            usage_rows_free(rows, n);
+            return r;
+        }
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        usage_rows_free(rows, n);
+        return store_fail(s, rc);
+    }
+    *ret = rows;
+    *ret_n = n;
+    return 0;
+}
+
+/* Members */
+
+static bool key_sha256_is_valid(const char *h)
+{
+    if (!h || strlen(h) != MEMBER_KEY_SHA256_LEN)
+        return false;
+    for (const char *p = h; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+static int check_member(struct store *s, const struct member_record *m, bool with_key)
+{
+    if (!account_name_is_valid(m->name))
+        return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
+    if (with_key && !key_sha256_is_valid(m->key_sha256))
+        return store_failf(s, -EINVAL, "Invalid key hash (64 lowercase hex digits)");
+    if (m->budget_micro_usd < -1 || m->rate_limit_rpm < 0 || m->rate_limit_tpm < 0)
+        return store_failf(s, -EINVAL, "Invalid budget or rate limit for member '%s'", m->name);
+    if (m->models && !text_is_valid(m->models, STORE_VALUE_MAX))
+        return store_failf(s, -EINVAL, "Model list of member '%s' too long", m->name);
+    return 0;
+}
+
+/* Binds budget, rpm, tpm and models at first, first + 1, ...; "none" is NULL. */
+static int bind_member_limits(struct store *s, sqlite3_stmt *st, int first,
+                              const struct member_record *m)
+{
+    const int64_t v[] = {m->budget_micro_usd, m->rate_limit_rpm, m->rate_limit_tpm};
+    const int64_t none[] = {-1, 0, 0};
+    int rc, r;
+
+    for (size_t i = 0; i < ELEMENTSOF(v); i++) {
+        rc = v[i] == none[i] ? sqlite3_bind_null(st, first + (int)i)
+                             : sqlite3_bind_int64(st, first + (int)i, v[i]);
+        if (rc != SQLITE_OK)
+            return store_fail(s, rc);
+    }
+    r = bind_text(s, st, first + 3, m->models);
+    return r;
+}
+
+int store_member_add(struct store *s, const struct member_record *m)
+{
+    _cleanup_tx_ struct store *tx = NULL;
+    int r;
+
+    r = check_member(s, m, true);
+    if (r < 0)
+        return r;
+    r = tx_begin(s, &tx);
+    if (r < 0)
+        return r;
+    {
+        _cleanup_stmt_ sqlite3_stmt *st = s->stmts[STMT_MEMBER_INSERT];
+
+        if ((r = bind_text(s, st, 1, m->name)) < 0 ||
+            (r = bind_text(s, st, 2, m->key_sha256)) < 0 ||
+            (r = bind_member_limits(s, st, 3, m)) < 0 ||
+            (r = bind_int64(s, st, 7, (int64_t)now_realtime_usec())) < 0)
+            return r;
+        r = stmt_exec(s, st);
+        if (r == -EEXIST)
+            return store_failf(s, r, "Member '%s' exists already", m->name);
+        if (r == -EINVAL)
+            return store_failf(s, r, "Invalid limits or models for member '%s'", m->name);
+        if (r < 0)
+            return r;
+    }
+    r = generation_bump(s);
+    if (r < 0)
+        return r;
+    return tx_commit(&tx);
+}
+
+/* One UPDATE or DELETE of a member row in a transaction that bumps the generation. */
+static int member_update(struct store *s, enum stmt id, const char *name,
+                         const struct member_record *limits, const char *key_sha256)
+{
+    _cleanup_tx_ struct store *tx = NULL;
+    int r;
 
     r = tx_begin(s, &tx);
     if (r < 0)
         return r;
-    for (size_t i = 0; i < n; i++) {
-        _cleanup_stmt_ sqlite3_stmt *st = s->stmts[STMT_USAGE_INSERT];
+    {
+        _cleanup_stmt_ sqlite3_stmt *st = s->stmts[id];
 
-        r = usage_bind(s, st, &records[i]);
-        if (r < 0)
+        if ((r = bind_text(s, st, 1, name)) < 0 ||
+            (limits && (r = bind_member_limits(s, st, 2, limits)) < 0) ||
+            (key_sha256 && (r = bind_text(s, st, 2, key_sha256)) < 0))
             return r;
-        r = stmt_exec(s, st);
+        r = stmt_exec_one(s, st, "member", name);
+        if (r == -EINVAL)
+            return store_failf(s, r, "Invalid limits or models for member '%s'", name);
         if (r < 0)
             return r;
     }
+    r = generation_bump(s);
+    if (r < 0)
+        return r;
     return tx_commit(&tx);
+}
+
+int store_member_set_limits(struct store *s, const struct member_record *m)
+{
+    int r;
+
+    r = check_member(s, m, false);
+    if (r < 0)
+        return r;
+    return member_update(s, STMT_MEMBER_SET_LIMITS, m->name, m, NULL);
+}
+
+int store_member_set_key(struct store *s, const char *name, const char *key_sha256)
+{
+    if (!account_name_is_valid(name))
+        return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
+    if (!key_sha256_is_valid(key_sha256))
+        return store_failf(s, -EINVAL, "Invalid key hash (64 lowercase hex digits)");
+    return member_update(s, STMT_MEMBER_SET_KEY, name, NULL, key_sha256);
+}
+
+int store_member_remove(struct store *s, const char *name)
+{
+    if (!account_name_is_valid(name))
+        return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
+    return member_update(s, STMT_MEMBER_DELETE, name, NULL, NULL);
+}
+
+static void member_record_done(struct member_record *m)
+{
+    free(m->name);
+    free(m->models);
+}
+
+struct member_record *member_record_free(struct member_record *m)
+{
+    if (!m)
+        return NULL;
+    member_record_done(m);
+    free(m);
+    return NULL;
+}
+
+struct member_record *member_record_list_free(struct member_record *list)
+{
+    if (!list)
+        return NULL;
+    for (struct member_record *m = list; m->name; m++)
+        member_record_done(m);
+    free(list);
+    return NULL;
+}
+
+/* Fills m from a row of STMT_MEMBER_GET or STMT_MEMBER_LIST. */
+static int member_from_row(sqlite3_stmt *st, struct member_record *m)
+{
+    const unsigned char *h;
+    int r;
+
+    r = column_strdup(st, 0, &m->name);
+    if (r < 0 || !m->name)
+        return r < 0 ? r : -EUCLEAN;
+    h = sqlite3_column_text(st, 1);
+    if (!h || !key_sha256_is_valid((const char *)h))
+        return -EUCLEAN;
+    memcpy(m->key_sha256, h, MEMBER_KEY_SHA256_LEN + 1);
+    m->budget_micro_usd =
+        sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 2);
+    m->rate_limit_rpm = sqlite3_column_int64(st, 3); /* NULL reads as 0: no limit */
+    m->rate_limit_tpm = sqlite3_column_int64(st, 4);
+    r = column_strdup(st, 5, &m->models);
+    if (r < 0)
+        return r;
+    m->created_usec = sqlite3_column_int64(st, 6);
+    m->spent_micro_usd = sqlite3_column_int64(st, 7);
+    return 0;
+}
+
+int store_member_get(struct store *s, const char *name, int64_t since_usec,
+                     struct member_record **ret)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = s->stmts[STMT_MEMBER_GET];
+    _cleanup_(member_record_freep) struct member_record *m = NULL;
+    int rc, r;
+
+    if (!account_name_is_valid(name))
+        return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
+    if ((r = bind_text(s, st, 1, name)) < 0 || (r = bind_int64(s, st, 2, since_usec)) < 0)
+        return r;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return store_failf(s, -ENOENT, "No member '%s'", name);
+    if (rc != SQLITE_ROW)
+        return store_fail(s, rc);
+    m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    r = member_from_row(st, m);
+    if (r < 0)
+        return store_failf(s, r, "Cannot read member '%s'", name);
+    *ret = TAKE_PTR(m);
+    return 0;
+}
+
+int store_member_list(struct store *s, int64_t since_usec, struct member_record **ret,
+                      size_t *ret_n)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = s->stmts[STMT_MEMBER_LIST];
+    _cleanup_(member_record_list_freep) struct member_record *list = NULL;
+    size_t n = 0, allocated = 1;
+    int rc, r;
+
+    r = bind_int64(s, st, 1, since_usec);
+    if (r < 0)
+        return r;
+    list = calloc(1, sizeof(*list));
+    if (!list)
+        return -ENOMEM;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n + 1 >= allocated) {
+            struct member_record *l = reallocarray(list, allocated * 2, sizeof(*l));
+            if (!l)
+                return -ENOMEM;
+            list = l;
+            memset(list + allocated, 0, allocated * sizeof(*l));
+            allocated *= 2;
+        }
+        r = member_from_row(st, &list[n]);
+        if (r < 0) {
+            member_record_done(&list[n]);
+            list[n] = (struct member_record){0};
+            return store_failf(s, r, "Cannot read the list of members");
+        }
+        n++;
+    }
+    if (rc != SQLITE_DONE)
+        return store_fail(s, rc);
+    *ret = TAKE_PTR(list);
+    if (ret_n)
+        *ret_n = n;
+    return 0;
 }

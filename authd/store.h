@@ -12,8 +12,8 @@
  *   -EPROTONOSUPPORT  the database was written by a newer version of dualroute
  *   -ENOMEM, -ENOSPC, -EROFS, -EACCES, -EIO and other errnos from the file system
  * After a failure, store_last_error() says what went wrong, in words fit for a log line (never a
- * secret). A function that changes accounts, routes or settings bumps the generation in the same
- * transaction, so a reader that sees the new generation sees the change. */
+ * secret). A function that changes accounts, routes, settings or members bumps the generation in
+ * the same transaction, so a reader that sees the new generation sees the change. */
 #pragma once
 
 #include <errno.h>
@@ -85,6 +85,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct map_entry *, map_entry_list_free);
 
 /* One request in the usage ledger. Every pointer is borrowed for the duration of the call. */
 struct usage_record {
+    const char *request_id;      /* routerd's request id, unique in the ledger; NULL: none */
     int64_t time_usec;           /* CLOCK_REALTIME, microseconds */
     const char *member;          /* member name; NULL when there is none (single-user mode) */
     const char *endpoint;        /* "messages", "chat.completions", ... */
@@ -185,5 +186,85 @@ int store_generation(struct store *s, uint64_t *ret_generation);
 
 /* Usage ledger. */
 
-/* Inserts n records in one transaction: all of them or none. */
+/* Inserts n records in one transaction: all of them or none. A record whose request_id the ledger
+ * holds already (from an earlier batch, or earlier in this one) is skipped, also across restarts;
+ * *ret_stored (may be NULL) gets how many were written. */
+int store_usage_insert(struct store *s, const struct usage_record *records, size_t n,
+                       size_t *ret_stored);
+/* store_usage_insert() without the count. */
 int store_usage_insert_batch(struct store *s, const struct usage_record *records, size_t n);
+
+enum usage_group {
+    USAGE_GROUP_MEMBER,
+    USAGE_GROUP_MODEL, /* the upstream model, which the cost was computed for */
+    USAGE_GROUP_ACCOUNT,
+    USAGE_GROUP_DAY, /* UTC, "YYYY-MM-DD" */
+    _USAGE_GROUP_MAX,
+    _USAGE_GROUP_INVALID = -EINVAL,
+};
+
+/* "member", "model", "account", "day"; NULL for a value out of range. */
+const char *usage_group_to_string(enum usage_group g);
+enum usage_group usage_group_from_string(const char *s);
+
+/* One group of store_usage_query(). */
+struct usage_row {
+    char *key; /* the group's value; NULL for requests with no member or account */
+    int64_t requests;
+    int64_t input;
+    int64_t output;
+    int64_t cache_read;
+    int64_t cache_write;
+    int64_t cost_micro_usd;
+    int64_t errors; /* status >= 400 */
+};
+
+/* Sums the ledger's records with since_usec <= time < until_usec (and member == member when
+ * member is not NULL) by group, sorted by key (NULL first). *ret is a new array of *ret_n rows
+ * (possibly 0), freed with usage_rows_free(). */
+int store_usage_query(struct store *s, enum usage_group group, int64_t since_usec,
+                      int64_t until_usec, const char *member, struct usage_row **ret,
+                      size_t *ret_n);
+void usage_rows_free(struct usage_row *rows, size_t n);
+
+/* Members: team members and the SHA-256 of their router key (the key itself is never stored). */
+
+#define MEMBER_KEY_SHA256_LEN 64 /* lowercase hex */
+#define MEMBER_MODELS_MAX 64     /* model patterns per member */
+
+struct member_record {
+    char *name;                                 /* [a-z0-9_-]{1,64}, as account names */
+    char key_sha256[MEMBER_KEY_SHA256_LEN + 1]; /* lowercase hex */
+    int64_t budget_micro_usd;                   /* monthly; -1: no budget */
+    int64_t rate_limit_rpm;                     /* requests per minute; 0: no limit */
+    int64_t rate_limit_tpm;                     /* tokens per minute; 0: no limit */
+    char *models;            /* JSON array of model patterns; NULL: every model */
+    int64_t created_usec;    /* CLOCK_REALTIME */
+    int64_t spent_micro_usd; /* the ledger's cost for this member since the lists's since_usec */
+};
+
+/* Frees the record and its strings; accepts NULL; returns NULL. */
+struct member_record *member_record_free(struct member_record *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct member_record *, member_record_free);
+/* Frees a list from store_member_list(): an array ended by an entry whose name is NULL. */
+struct member_record *member_record_list_free(struct member_record *list);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct member_record *, member_record_list_free);
+
+/* Adds a member from m's name, key_sha256, limits and models (created_usec and spent are ignored).
+ * -EEXIST if the name (or the key) is taken. Bumps the generation. */
+int store_member_add(struct store *s, const struct member_record *m);
+/* Replaces the member's budget, rate limits and models with m's. -ENOENT if there is no such
+ * member. Bumps the generation. */
+int store_member_set_limits(struct store *s, const struct member_record *m);
+/* Replaces the member's key hash. -ENOENT if there is no such member. Bumps the generation. */
+int store_member_set_key(struct store *s, const char *name, const char *key_sha256);
+/* Removes the member; the ledger keeps its rows. -ENOENT if there is no such member. Bumps the
+ * generation. */
+int store_member_remove(struct store *s, const char *name);
+/* Reads one member, with its spend since since_usec. -ENOENT if there is no such member. */
+int store_member_get(struct store *s, const char *name, int64_t since_usec,
+                     struct member_record **ret);
+/* Reads every member, sorted by name, each with its spend since since_usec. *ret is a new array
+ * ended by an entry whose name is NULL; ret_n (may be NULL) gets its length. */
+int store_member_list(struct store *s, int64_t since_usec, struct member_record **ret,
+                      size_t *ret_n);

@@ -66,6 +66,8 @@ int verb_map(int argc, char **argv);
 int verb_route(int argc, char **argv);
 int verb_login(int argc, char **argv);
 int verb_chat(int argc, char **argv);
+int verb_member(int argc, char **argv); /* team.c */
+int verb_usage(int argc, char **argv);  /* team.c */
 
 /* Option parsing for verbs: getopt_long() with opterr off and a leading ':' in the optstring;
  * ctl_bad_option() turns its '?' or ':' into the usage error. */

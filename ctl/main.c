@@ -27,7 +27,8 @@ static const struct {
 } verbs[] = {
     {"status", verb_status}, {"check", verb_check},   {"account", verb_account},
     {"login", verb_login},   {"logout", verb_logout}, {"map", verb_map},
-    {"route", verb_route},   {"chat", verb_chat},
+    {"route", verb_route},   {"chat", verb_chat},     {"member", verb_member},
+    {"usage", verb_usage},
 };
 
 static void help(void)
@@ -45,6 +46,8 @@ static void help(void)
            "  logout ACCOUNT              revoke and forget an account's tokens\n"
            "  map list|set|unset|import   model aliases and the default model\n"
            "  route list|set|unset        which account serves which models\n"
+           "  member add|list|set|...     team members and their router keys\n"
+           "  usage [--by ...]            requests, tokens and cost from the usage ledger\n"
            "  chat MESSAGE                one message through routerd\n"
            "Run 'dualroutectl VERB --help' for a verb's options.\n"
            "\n"

@@ -116,7 +116,7 @@ TEST(store_open_memory)
     _cleanup_(store_freep) struct store *s = NULL;
 
     ASSERT_OK(store_open(":memory:", &s));
-    ASSERT_EQ(store_schema_version(s), 2);
+    ASSERT_EQ(store_schema_version(s), 3);
     ASSERT_EQ(generation(s), 1);
     ASSERT_OK(store_check_integrity(s));
     ASSERT_STREQ(store_last_error(s), "");
@@ -615,16 +615,16 @@ TEST(store_migrate_empty_file_and_reopen)
     temp_path("migrate.db", path);
     ASSERT_OK(close(open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)));
     ASSERT_OK(store_open(path, &s));
-    ASSERT_EQ(store_schema_version(s), 2);
+    ASSERT_EQ(store_schema_version(s), 3);
     ASSERT_OK(store_account_add(s, "work", ACCOUNT_PROVIDER_ANTHROPIC, NULL, key));
     ASSERT_OK(store_map_set(s, "fast", "claude-haiku-4-5"));
     ASSERT_OK(store_setting_set(s, "default_model", "claude-sonnet-4-5"));
     s = store_free(s);
-    ASSERT_EQ(raw_query_int(path, "PRAGMA user_version"), 2);
+    ASSERT_EQ(raw_query_int(path, "PRAGMA user_version"), 3);
 
     /* Reopening migrates nothing and keeps everything. */
     ASSERT_OK(store_open(path, &s));
-    ASSERT_EQ(store_schema_version(s), 2);
+    ASSERT_EQ(store_schema_version(s), 3);
     ASSERT_EQ(generation(s), 4);
     ASSERT_OK(store_account_get(s, "work", &a));
     ASSERT_TRUE(secret_equal(a->secret, "sk-ant-api03-x", 14));
@@ -761,4 +761,221 @@ TEST(store_account_routes)
     list = map_entry_list_free(list);
     ASSERT_OK(store_route_list(s, &list, &n));
     ASSERT_EQ(n, 0);
+}
+
+#define HASH_A "a3f1c2d4e5b60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+#define HASH_B "0000000000000000000000000000000000000000000000000000000000000001"
+
+TEST(store_members)
+{
+    _cleanup_(store_freep) struct store *s = NULL;
+    _cleanup_(member_record_list_freep) struct member_record *list = NULL;
+    _cleanup_(member_record_freep) struct member_record *m = NULL;
+    struct member_record add = {.name = (char *)"alice",
+                                .key_sha256 = HASH_A,
+                                .budget_micro_usd = 5000000,
+                                .rate_limit_rpm = 60,
+                                .rate_limit_tpm = 0,
+                                .models = (char *)"[\"claude-sonnet-*\"]"};
+    size_t n = 0;
+
+    ASSERT_OK(store_open(":memory:", &s));
+    ASSERT_OK(store_member_add(s, &add));
+    ASSERT_EQ(generation(s), 2);
+    ASSERT_ERROR(store_member_add(s, &add), EEXIST);
+    ASSERT_TRUE(strstr(store_last_error(s), "alice") != NULL);
+    /* Another name with the same key hash: the key is unique too. */
+    add.name = (char *)"bob";
+    ASSERT_ERROR(store_member_add(s, &add), EEXIST);
+    memcpy(add.key_sha256, HASH_B, sizeof add.key_sha256);
+    add.budget_micro_usd = -1;
+    add.rate_limit_rpm = 0;
+    add.models = NULL;
+    ASSERT_OK(store_member_add(s, &add));
+
+    ASSERT_OK(store_member_get(s, "alice", 0, &m));
+    ASSERT_STREQ(m->key_sha256, HASH_A);
+    ASSERT_EQ(m->budget_micro_usd, 5000000);
+    ASSERT_EQ(m->rate_limit_rpm, 60);
+    ASSERT_EQ(m->rate_limit_tpm, 0);
+    ASSERT_STREQ(m->models, "[\"claude-sonnet-*\"]");
+    ASSERT_TRUE(m->created_usec > 0);
+    m = member_record_free(m);
+
+    ASSERT_OK(store_member_list(s, 0, &list, &n));
+    ASSERT_EQ(n, 2);
+    ASSERT_STREQ(list[0].name, "alice");
+    ASSERT_STREQ(list[1].name, "bob");
+    ASSERT_EQ(list[1].budget_micro_usd, -1);
+    ASSERT_NULL(list[1].models);
+    ASSERT_NULL(list[2].name);
+
+    /* Limits are replaced as a whole; "none" is -1 / 0 / NULL. */
+    add = (struct member_record){
+        .name = (char *)"alice", .budget_micro_usd = -1, .rate_limit_tpm = 1000};
+    ASSERT_OK(store_member_set_limits(s, &add));
+    ASSERT_OK(store_member_get(s, "alice", 0, &m));
+    ASSERT_EQ(m->budget_micro_usd, -1);
+    ASSERT_EQ(m->rate_limit_rpm, 0);
+    ASSERT_EQ(m->rate_limit_tpm, 1000);
+    ASSERT_NULL(m->models);
+    ASSERT_STREQ(m->key_sha256, HASH_A);
+    m = member_record_free(m);
+
+    /* Bad values are refused before any write. */
+    add.models = (char *)"{\"not\":\"an array\"}";
+    ASSERT_ERROR(store_member_set_limits(s, &add), EINVAL);
+    add.models = NULL;
+    add.rate_limit_rpm = -5;
+    ASSERT_ERROR(store_member_set_limits(s, &add), EINVAL);
+    ASSERT_ERROR(store_member_set_key(s, "alice", "ABCDEF"), EINVAL);
+    ASSERT_ERROR(store_member_get(s, "Alice!", 0, &m), EINVAL);
+
+    ASSERT_OK(store_member_set_key(s, "alice",
+                                   "ffffffffffffffffffffffffffffffffffffffffffffffff"
+                                   "ffffffffffffffff"));
+    ASSERT_OK(store_member_get(s, "alice", 0, &m));
+    ASSERT_EQ(m->key_sha256[0], 'f');
+    m = member_record_free(m);
+
+    ASSERT_ERROR(store_member_set_key(s, "carol", HASH_A), ENOENT);
+    ASSERT_ERROR(store_member_remove(s, "carol"), ENOENT);
+    ASSERT_ERROR(store_member_get(s, "carol", 0, &m), ENOENT);
+    ASSERT_OK(store_member_remove(s, "bob"));
+    ASSERT_ERROR(store_member_get(s, "bob", 0, &m), ENOENT);
+    /* add alice, add bob, set limits, set key, remove bob */
+    ASSERT_EQ(generation(s), 6);
+}
+
+static struct usage_record usage_at(const char *request_id, int64_t time_usec, const char *member,
+                                    const char *model, const char *account, int status,
+                                    int64_t cost)
+{
+    return (struct usage_record){.request_id = request_id,
+                                 .time_usec = time_usec,
+                                 .member = member,
+                                 .endpoint = "anthropic",
+                                 .model_requested = model,
+                                 .model_upstream = model,
+                                 .account = account,
+                                 .status = status,
+                                 .input = 10,
+                                 .output = 20,
+                                 .cache_read = 3,
+                                 .cache_write = 4,
+                                 .latency_ms = 100,
+                                 .ttfb_ms = 50,
+                                 .cost_micro_usd = cost};
+}
+
+#define DAY_USEC (86400LL * 1000000LL)
+#define T0 (1793491200LL * 1000000LL) /* 2026-11-01T00:00:00Z */
+
+TEST(store_usage_request_id_dedupe)
+{
+    _cleanup_(store_freep) struct store *s = NULL;
+    char path[128];
+    size_t stored = 99;
+    struct usage_record u[3] = {
+        usage_at("r1", T0, "alice", "claude-sonnet-4-5", "work", 200, 10),
+        usage_at("r2", T0, "alice", "claude-sonnet-4-5", "work", 200, 20),
+        usage_at("r1", T0, "alice", "claude-sonnet-4-5", "work", 200, 10), /* repeat */
+    };
+
+    temp_path("dedupe.db", path);
+    ASSERT_OK(store_open(path, &s));
+    ASSERT_OK(store_usage_insert(s, u, 3, &stored));
+    ASSERT_EQ(stored, 2);
+    ASSERT_OK(store_usage_insert(s, u, 2, &stored));
+    ASSERT_EQ(stored, 0);
+    s = store_free(s);
+
+    /* Across a restart too. */
+    ASSERT_OK(store_open(path, &s));
+    u[2].request_id = "r3";
+    ASSERT_OK(store_usage_insert(s, u, 3, &stored));
+    ASSERT_EQ(stored, 1);
+    /* Records without an id are never deduplicated. */
+    u[0].request_id = u[1].request_id = NULL;
+    ASSERT_OK(store_usage_insert(s, u, 2, &stored));
+    ASSERT_EQ(stored, 2);
+    s = store_free(s);
+    ASSERT_EQ(raw_query_int(path, "SELECT count(*) FROM usage"), 5);
+    ASSERT_EQ(raw_query_int(path, "SELECT count(*) FROM usage WHERE request_id = 'r1'"), 1);
+}
+
+TEST(store_usage_query_and_spend)
+{
+    _cleanup_(store_freep) struct store *s = NULL;
+    _cleanup_(member_record_list_freep) struct member_record *list = NULL;
+    struct usage_row *rows = NULL;
+    size_t n = 0, stored = 0;
+    struct member_record alice = {
+        .name = (char *)"alice", .key_sha256 = HASH_A, .budget_micro_usd = -1};
+    struct usage_record u[] = {
+        usage_at("a", T0 - 1, "alice", "claude-opus-4-1", "work", 200, 1000), /* October */
+        usage_at("b", T0, "alice", "claude-sonnet-4-5", "work", 200, 100),
+        usage_at("c", T0 + DAY_USEC + 5, "alice", "claude-sonnet-4-5", "gcp", 500, 7),
+        usage_at("d", T0 + DAY_USEC, "bob", "claude-haiku-4-5", "gcp", 429, 3),
+        usage_at("e", T0 + 2 * DAY_USEC, NULL, "claude-haiku-4-5", NULL, 200, 1),
+    };
+
+    ASSERT_OK(store_open(":memory:", &s));
+    ASSERT_OK(store_usage_insert(s, u, ELEMENTSOF(u), &stored));
+    ASSERT_EQ(stored, ELEMENTSOF(u));
+
+    ASSERT_OK(store_usage_query(s, USAGE_GROUP_MEMBER, T0, T0 + 30 * DAY_USEC, NULL, &rows, &n));
+    ASSERT_EQ(n, 3);
+    ASSERT_NULL(rows[0].key); /* no member sorts first */
+    ASSERT_EQ(rows[0].requests, 1);
+    ASSERT_STREQ(rows[1].key, "alice");
+    ASSERT_EQ(rows[1].requests, 2);
+    ASSERT_EQ(rows[1].cost_micro_usd, 107);
+    ASSERT_EQ(rows[1].errors, 1);
+    ASSERT_EQ(rows[1].input, 20);
+    ASSERT_EQ(rows[1].output, 40);
+    ASSERT_EQ(rows[1].cache_read, 6);
+    ASSERT_EQ(rows[1].cache_write, 8);
+    ASSERT_STREQ(rows[2].key, "bob");
+    ASSERT_EQ(rows[2].errors, 1);
+    usage_rows_free(rows, n);
+
+    ASSERT_OK(store_usage_query(s, USAGE_GROUP_DAY, 0, INT64_MAX, NULL, &rows, &n));
+    ASSERT_EQ(n, 4);
+    ASSERT_STREQ(rows[0].key, "2026-10-31");
+    ASSERT_STREQ(rows[1].key, "2026-11-01");
+    ASSERT_STREQ(rows[2].key, "2026-11-02");
+    ASSERT_EQ(rows[2].requests, 2);
+    ASSERT_STREQ(rows[3].key, "2026-11-03");
+    usage_rows_free(rows, n);
+
+    ASSERT_OK(store_usage_query(s, USAGE_GROUP_MODEL, 0, INT64_MAX, "alice", &rows, &n));
+    ASSERT_EQ(n, 2);
+    ASSERT_STREQ(rows[0].key, "claude-opus-4-1");
+    ASSERT_STREQ(rows[1].key, "claude-sonnet-4-5");
+    ASSERT_EQ(rows[1].cost_micro_usd, 107);
+    usage_rows_free(rows, n);
+
+    /* until is exclusive. */
+    ASSERT_OK(store_usage_query(s, USAGE_GROUP_ACCOUNT, T0, T0 + DAY_USEC, NULL, &rows, &n));
+    ASSERT_EQ(n, 1);
+    ASSERT_STREQ(rows[0].key, "work");
+    ASSERT_EQ(rows[0].cost_micro_usd, 100);
+    usage_rows_free(rows, n);
+
+    ASSERT_OK(store_usage_query(s, USAGE_GROUP_MEMBER, 0, INT64_MAX, "nobody", &rows, &n));
+    ASSERT_EQ(n, 0);
+    usage_rows_free(rows, n);
+    ASSERT_ERROR(store_usage_query(s, (enum usage_group)9, 0, 1, NULL, &rows, &n), EINVAL);
+    ASSERT_EQ(usage_group_from_string("day"), USAGE_GROUP_DAY);
+    ASSERT_EQ(usage_group_from_string("week"), -EINVAL);
+
+    /* A member's spend counts from the window's start: November only. */
+    ASSERT_OK(store_member_add(s, &alice));
+    ASSERT_OK(store_member_list(s, T0, &list, &n));
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(list[0].spent_micro_usd, 107);
+    list = member_record_list_free(list);
+    ASSERT_OK(store_member_list(s, 0, &list, &n));
+    ASSERT_EQ(list[0].spent_micro_usd, 1107);
 }
