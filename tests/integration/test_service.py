@@ -146,8 +146,15 @@ class ServiceModeTest(RouterTestCase):
         self.add_anthropic("main", KEY_MAIN)
         self.add_anthropic("other", KEY_OTHER)
         router = self.start_service_router()
-        # Two accounts and no route: nobody serves the model, and the 503 says what to run.
-        r = self.wait_served(router, status=503)
+        # Two accounts and no route: nobody serves the model, and the 503 says what to run (once
+        # the snapshot is in; before it, the 503 says authd has not answered yet).
+        last = []
+
+        def no_route():
+            last[:] = [self.post(router, messages_body())]
+            return last[0].status == 503 and "No account" in last[0].json()["error"]["message"]
+        wait_until(no_route, 10, interval=0.1, message="the no-route 503")
+        r = last[0]
         self.assertEqual(r.json()["type"], "error")
         self.assertIn("No account serves model 'claude-sonnet-4-5'", r.json()["error"]["message"])
         self.assertIn("dualroutectl", r.json()["error"]["message"])
