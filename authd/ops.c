@@ -708,7 +708,12 @@ done:
     pending_free(p);
 }
 
-static void op_token_get(struct authd_conn *c, uint64_t id, json_t *req)
+typedef int (*account_op_t)(struct cred_manager *m, const char *account, cred_callback_t cb,
+                            void *userdata, struct cred_op **ret_op);
+
+/* Starts an asynchronous credential operation on the request's "account"; done() answers. */
+static void start_account_op(struct authd_conn *c, uint64_t id, json_t *req, const char *op,
+                             account_op_t fn, cred_callback_t done)
 {
     const char *account = require_account(c, id, req, "account");
     struct authd_pending *p;
@@ -716,10 +721,10 @@ static void op_token_get(struct authd_conn *c, uint64_t id, json_t *req)
 
     if (!account)
         return;
-    p = pending_new(c, id, "token.get", account);
+    p = pending_new(c, id, op, account);
     if (!p)
         return (void)log_oom();
-    r = cred_token_get(c->authd->cred, account, on_token, p, &p->cop);
+    r = fn(c->authd->cred, account, done, p, &p->cop);
     if (r < 0) {
         pending_free(p);
         if (r == -ENOENT)
@@ -727,6 +732,11 @@ static void op_token_get(struct authd_conn *c, uint64_t id, json_t *req)
         else
             reply_cred_error(c, id, r, NULL);
     }
+}
+
+static void op_token_get(struct authd_conn *c, uint64_t id, json_t *req)
+{
+    start_account_op(c, id, req, "token.get", cred_token_get, on_token);
 }
 
 static void op_account_list(struct authd_conn *c, uint64_t id, json_t *req)
@@ -959,23 +969,7 @@ static void on_logout(const struct cred_result *res, void *userdata)
 
 static void op_logout(struct authd_conn *c, uint64_t id, json_t *req)
 {
-    const char *account = require_account(c, id, req, "account");
-    struct authd_pending *p;
-    int r;
-
-    if (!account)
-        return;
-    p = pending_new(c, id, "logout", account);
-    if (!p)
-        return (void)log_oom();
-    r = cred_logout(c->authd->cred, account, on_logout, p, &p->cop);
-    if (r < 0) {
-        pending_free(p);
-        if (r == -ENOENT)
-            (void)authd_conn_reply_error(c, id, IPC_ERROR_NOT_FOUND, "No account '%s'", account);
-        else
-            reply_cred_error(c, id, r, NULL);
-    }
+    start_account_op(c, id, req, "logout", cred_logout, on_logout);
 }
 
 static void op_map_list(struct authd_conn *c, uint64_t id, json_t *req)
