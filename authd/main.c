@@ -36,6 +36,69 @@ static int on_stop_signal(sd_event_source *src, const struct signalfd_siginfo *s
     return sd_event_exit(sd_event_source_get_event(src), 0);
 }
 
+/* What SIGHUP needs to build the configuration again, the same way as at start. */
+struct reload_ctx {
+    int argc;
+    char **argv;
+    struct authd_config *cfg; /* the live one, which the server reads */
+};
+
+/* The keys a SIGHUP applies (docs/authd-configuration.md lists them); the others (paths, the
+ * group and user names resolved at start, the Google endpoints) need a restart. */
+static const char *const reloadable_keys[] = {"log_level", "max_connections_per_uid"};
+
+static bool key_reloadable(const char *name)
+{
+    for (size_t i = 0; i < ELEMENTSOF(reloadable_keys); i++)
+        if (streq(reloadable_keys[i], name))
+            return true;
+    return false;
+}
+
+/* SIGHUP: reads argv, the environment and the file again and applies the reloadable keys that
+ * changed; connections stay open. An invalid file changes nothing. */
+static int on_reload_signal(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+{
+    struct reload_ctx *ctx = userdata;
+    struct authd_config fresh = {};
+    enum authd_config_action action = AUTHD_CONFIG_RUN;
+    unsigned changed = 0;
+    int r;
+
+    log_notice("SIGHUP received, reloading the configuration.");
+    (void)sd_notify(false, "RELOADING=1\nSTATUS=Reloading the configuration");
+    r = authd_config_load(ctx->argc, ctx->argv, &fresh, &action);
+    if (r < 0) {
+        log_error_errno(r, "The configuration is invalid (see above); nothing changed.");
+        goto done;
+    }
+    for (size_t i = 0; i < authd_config_table.n_keys; i++) {
+        const struct conf_key *k = &authd_config_table.keys[i];
+        char old[256], now[256];
+
+        conf_format_value(k, ctx->cfg, old, sizeof old);
+        conf_format_value(k, &fresh, now, sizeof now);
+        if (streq(old, now))
+            continue;
+        if (!key_reloadable(k->name)) {
+            log_warning("'%s' changed in the configuration; it takes effect at the next restart.",
+                        k->name);
+            continue;
+        }
+        log_notice("Reloaded '%s' = %s.", k->name, now);
+        changed++;
+    }
+    ctx->cfg->log_level = fresh.log_level;
+    ctx->cfg->max_connections_per_uid = fresh.max_connections_per_uid;
+    log_set_max_level(authd_log_level_to_syslog(ctx->cfg->log_level));
+    log_notice("Configuration reloaded: %u key%s changed.", changed, changed == 1 ? "" : "s");
+done:
+    authd_config_done(&fresh);
+    (void)sd_notify(false, r < 0 ? "READY=1\nSTATUS=Reload failed, previous configuration kept"
+                                 : "READY=1\nSTATUS=Serving");
+    return 0;
+}
+
 static int make_state_dir(const char *path)
 {
     struct stat st;
@@ -59,6 +122,7 @@ static int make_state_dir(const char *path)
 static int run(int argc, char **argv)
 {
     struct authd_config cfg = {};
+    struct reload_ctx reload = {.argc = argc, .argv = argv, .cfg = &cfg};
     enum authd_config_action action = AUTHD_CONFIG_RUN;
     _cleanup_(store_freep) struct store *store = NULL;
     _cleanup_(cred_manager_freep) struct cred_manager *cred = NULL;
@@ -117,14 +181,21 @@ static int run(int argc, char **argv)
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     r = sd_event_add_signal(e, NULL, SIGTERM, on_stop_signal, NULL);
     if (r >= 0)
         r = sd_event_add_signal(e, NULL, SIGINT, on_stop_signal, NULL);
+    if (r >= 0)
+        r = sd_event_add_signal(e, NULL, SIGHUP, on_reload_signal, &reload);
     if (r < 0) {
         log_error_errno(r, "Failed to watch signals: %m");
         goto finish;
     }
+    /* WatchdogSec= in the unit: the loop itself sends WATCHDOG=1, so a stuck loop is noticed. */
+    r = sd_event_set_watchdog(e, true);
+    if (r < 0)
+        log_warning_errno(r, "Failed to enable the systemd watchdog: %m");
 
     ep = (struct cred_endpoints){
         .auth_url = empty_to_null(cfg.google_auth_url),

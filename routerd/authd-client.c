@@ -70,6 +70,14 @@ struct cred {
 
 struct fetch;
 
+/* One usage.report on the wire. */
+struct report {
+    uint64_t id;
+    authd_report_cb_t cb;
+    void *userdata;
+    struct report *next;
+};
+
 struct req_list {
     struct authd_token_req *head, *tail;
 };
@@ -137,6 +145,10 @@ struct authd_client {
     struct fetch *fetches;
     struct req_list ready;
     sd_event_source *defer;
+
+    /* usage.report frames awaiting their reply; one deadline for the oldest. */
+    struct report *reports;
+    sd_event_source *report_timer;
 };
 
 static void client_drop(struct authd_client *c, int error);
@@ -708,12 +720,27 @@ static void close_connection(struct authd_client *c)
     c->state = CONN_DOWN;
 }
 
+static void reports_fail(struct authd_client *c, int error)
+{
+    struct report *list = c->reports, *next;
+
+    c->reports = NULL;
+    c->report_timer = sd_event_source_disable_unref(c->report_timer);
+    for (struct report *rp = list; rp; rp = next) {
+        next = rp->next;
+        if (rp->cb)
+            rp->cb(error, 0, rp->userdata);
+        free(rp);
+    }
+}
+
 static void client_drop(struct authd_client *c, int error)
 {
     bool lost = c->state == CONN_READY;
     struct fetch *f, *next;
 
     close_connection(c);
+    reports_fail(c, error < 0 ? error : -ECONNRESET);
 
     /* A request whose account has an unexpired cached token gets that. Requests that were on
      * the wire get one more try on the next connection, within their deadline; those that had it
@@ -1005,6 +1032,26 @@ static int handle_message(struct authd_client *c, const json_t *msg)
         on_token_reply(c, f, msg, &hdr);
         return 0;
     }
+    for (struct report **p = &c->reports; *p; p = &(*p)->next)
+        if ((*p)->id == hdr.id) {
+            struct report *rp = *p;
+            const json_t *stored = json_object_get(msg, "stored");
+
+            *p = rp->next;
+            if (!c->reports)
+                c->report_timer = sd_event_source_disable_unref(c->report_timer);
+            if (!hdr.ok)
+                log_warning("authd refused usage.report (id %" PRIu64 "): %s: %s", hdr.id,
+                            hdr.error_code, hdr.error_message);
+            if (rp->cb)
+                rp->cb(hdr.ok                                         ? 0
+                       : streq(hdr.error_code, IPC_ERROR_BAD_REQUEST) ? -EBADMSG
+                                                                      : -EREMOTEIO,
+                       json_is_integer(stored) ? (int64_t)json_integer_value(stored) : 0,
+                       rp->userdata);
+            free(rp);
+            return 0;
+        }
     log_debug("authd: ignoring a reply to unknown id %" PRIu64 ".", hdr.id);
     return 0;
 }
@@ -1254,6 +1301,13 @@ struct authd_client *authd_client_free(struct authd_client *c)
         c->cache = cr->next;
         cred_free(cr);
     }
+    while (c->reports) {
+        struct report *rp = c->reports;
+
+        c->reports = rp->next;
+        free(rp);
+    }
+    sd_event_source_disable_unref(c->report_timer);
     sd_event_source_disable_unref(c->reconnect_timer);
     sd_event_source_disable_unref(c->defer);
     sd_event_unref(c->event);
@@ -1343,4 +1397,51 @@ void authd_client_invalidate(struct authd_client *c, const char *account)
         return;
     log_debug("authd: dropping the cached credential of account '%s'.", account);
     cache_drop(c, account);
+}
+
+static int on_report_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+    struct authd_client *c = userdata;
+
+    log_warning("dualroute-authd at '%s' did not answer usage.report, reconnecting.",
+                c->socket_path);
+    client_drop(c, -ETIMEDOUT);
+    return 0;
+}
+
+int authd_client_usage_report(struct authd_client *c, json_t *records, authd_report_cb_t cb,
+                              void *userdata)
+{
+    json_t *msg;
+    struct report *rp;
+    uint64_t id;
+    int r;
+
+    if (!c || c->state != CONN_READY)
+        return -ENOTCONN;
+    rp = calloc(1, sizeof *rp);
+    if (!rp)
+        return -ENOMEM;
+    id = c->next_id++;
+    msg = ipc_request_new("usage.report", id);
+    if (!msg || json_object_set(msg, "records", records) < 0) {
+        json_decref(msg);
+        free(rp);
+        return -ENOMEM;
+    }
+    r = queue_message(c, msg);
+    json_decref(msg);
+    if (r < 0) {
+        free(rp);
+        return r;
+    }
+    rp->id = id;
+    rp->cb = cb;
+    rp->userdata = userdata;
+    rp->next = c->reports;
+    c->reports = rp;
+    if (!c->report_timer)
+        (void)arm_timer(c, &c->report_timer, c->timeout_usec, on_report_timeout);
+    log_debug("authd: usage.report id=%" PRIu64 " records=%zu", id, json_array_size(records));
+    return 0;
 }

@@ -82,3 +82,13 @@ void authd_token_req_cancel(struct authd_token_req *req);
 
 /* Drops the account's cached credential (the upstream answered 401 with it). */
 void authd_client_invalidate(struct authd_client *c, const char *account);
+
+/* The result of a usage.report: error 0 and authd's "stored" count once authd has the records
+ * (they may be dropped then), -EBADMSG when authd refused them as malformed (sending them again
+ * will not help), or another negative errno (busy, connection lost, no reply in time: send them
+ * again). Called from the event loop, never from inside authd_client_usage_report(). */
+typedef void (*authd_report_cb_t)(int error, int64_t stored, void *userdata);
+/* Sends one usage.report frame holding records (a JSON array, borrowed; it must fit in one
+ * frame). -ENOTCONN when the connection is not ready, -EMSGSIZE over 64 KiB. */
+int authd_client_usage_report(struct authd_client *c, json_t *records, authd_report_cb_t cb,
+                              void *userdata);

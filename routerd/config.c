@@ -14,6 +14,7 @@
 #include "macro.h"
 
 static const char *const log_mode_names[] = {"quiet", "minimal", "normal", "verbose", NULL};
+static const char *const team_mode_names[] = {"auto", "on", "off", NULL};
 
 #define KEY(n, t, f, d, lo, hi, h)                                                                 \
     {                                                                                              \
@@ -83,6 +84,16 @@ static const struct conf_key router_keys[] = {
     KEY("openai_overloaded_as_503", CONF_BOOL, openai_overloaded_as_503, "no", 0, 0,
         "Answer OpenAI clients 503 instead of Anthropic's 529 (for clients that only retry 5xx"
         " up to 504)"),
+    {.name = "team_mode",
+     .type = CONF_ENUM,
+     .offset = offsetof(struct router_config, team_mode),
+     .def = "auto",
+     .choices = team_mode_names,
+     .help = "Member keys from dualroute-authd for every request: on, off, or auto (on when "
+             "listening on a non-loopback address)"},
+    KEY("metrics_key_file", CONF_STRING, metrics_key_file, NULL, 0, 0,
+        "File holding the metrics key (mode 0600): GET /metrics with it as x-api-key or Bearer"
+        " is served to any peer; without it, to loopback peers only"),
 };
 
 const struct conf_table router_config_table = {router_keys, ELEMENTSOF(router_keys)};

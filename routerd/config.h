@@ -19,6 +19,14 @@ enum log_mode {
     _LOG_MODE_INVALID = -EINVAL,
 };
 
+enum team_mode {
+    TEAM_MODE_AUTO, /* on when the listen address is not loopback */
+    TEAM_MODE_ON,
+    TEAM_MODE_OFF,
+    _TEAM_MODE_MAX,
+    _TEAM_MODE_INVALID = -EINVAL,
+};
+
 struct router_config {
     char *listen;
     int64_t port;
@@ -46,6 +54,8 @@ struct router_config {
     char *default_model;
     uint64_t openai_keepalive_interval;
     bool openai_overloaded_as_503;
+    int team_mode; /* enum team_mode */
+    char *metrics_key_file;
 };
 
 extern const struct conf_table router_config_table;

@@ -82,9 +82,113 @@ static int load_api_key(const struct router_config *cfg, struct secret **ret)
     return 0;
 }
 
+/* Quiet mode keeps start-up messages (notice) and failures; request lines are info. */
+static void apply_log_level(const struct router_config *cfg)
+{
+    log_set_max_level(cfg->log_mode == LOG_MODE_QUIET ? LOG_NOTICE : LOG_INFO);
+    if (getenv("DUALROUTE_DEBUG"))
+        log_set_max_level(LOG_DEBUG);
+}
+
+/* What SIGHUP needs to build the configuration again, the same way as at start. */
+struct reload_ctx {
+    int argc;
+    char **argv;
+    struct router_config *cfg; /* the live one, which the server reads */
+};
+
+/* The keys a SIGHUP applies without a restart (docs/configuration.md lists them): read per request,
+ * or rebuilt by server_apply_config(). The rest (listen address and port, upstream, credentials,
+ * authd_socket, libmicrohttpd's connection limits) need a restart. */
+static const char *const reloadable_keys[] = {
+    "log_mode",
+    "max_body_size",
+    "client_request_timeout",
+    "upstream_connect_timeout",
+    "upstream_first_byte_timeout",
+    "upstream_idle_timeout",
+    "drain_timeout",
+    "enable_anthropic",
+    "enable_openai",
+    "bearer_passthrough",
+    "mappings",
+    "default_model",
+    "vertex_drop_betas",
+    "openai_keepalive_interval",
+    "openai_overloaded_as_503",
+};
+
+static bool key_reloadable(const char *name)
+{
+    for (size_t i = 0; i < ELEMENTSOF(reloadable_keys); i++)
+        if (strcmp(reloadable_keys[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Exchanges one key's value between two configurations (strings change owner, not copied). */
+static void swap_value(const struct conf_key *k, void *a, void *b)
+{
+    static const size_t sizes[_CONF_TYPE_MAX] = {
+        [CONF_BOOL] = sizeof(bool),     [CONF_INT] = sizeof(int64_t),
+        [CONF_SIZE] = sizeof(uint64_t), [CONF_DURATION] = sizeof(uint64_t),
+        [CONF_STRING] = sizeof(char *), [CONF_ENUM] = sizeof(int),
+    };
+    unsigned char tmp[sizeof(uint64_t) > sizeof(char *) ? sizeof(uint64_t) : sizeof(char *)];
+    size_t n = sizes[k->type];
+
+    memcpy(tmp, (char *)a + k->offset, n);
+    memcpy((char *)a + k->offset, (char *)b + k->offset, n);
+    memcpy((char *)b + k->offset, tmp, n);
+}
+
+/* SIGHUP: reads argv, the environment and the file again; applies the reloadable keys that
+ * changed, warns about the others. Open connections and in-flight requests are untouched. An
+ * invalid file changes nothing. */
+static int reload_config(struct server *s, void *userdata)
+{
+    struct reload_ctx *ctx = userdata;
+    struct router_config fresh = {};
+    enum config_action action = CONFIG_RUN;
+    unsigned changed = 0;
+    int r;
+
+    log_notice("SIGHUP received, reloading the configuration.");
+    r = router_config_load(ctx->argc, ctx->argv, &fresh, &action);
+    if (r < 0) {
+        router_config_done(&fresh);
+        return log_error_errno(r, "The configuration is invalid (see above); nothing changed.");
+    }
+    for (size_t i = 0; i < router_config_table.n_keys; i++) {
+        const struct conf_key *k = &router_config_table.keys[i];
+        char old[256], now[256];
+
+        conf_format_value(k, ctx->cfg, old, sizeof old);
+        conf_format_value(k, &fresh, now, sizeof now);
+        if (strcmp(old, now) == 0)
+            continue;
+        if (!key_reloadable(k->name)) {
+            log_warning("'%s' changed in the configuration; it takes effect at the next restart.",
+                        k->name);
+            continue;
+        }
+        swap_value(k, ctx->cfg, &fresh);
+        log_notice("Reloaded '%s' = %s.", k->name, now);
+        changed++;
+    }
+    router_config_done(&fresh);
+    apply_log_level(ctx->cfg);
+    r = server_apply_config(s);
+    if (r < 0)
+        return r;
+    log_notice("Configuration reloaded: %u key%s changed.", changed, changed == 1 ? "" : "s");
+    return 0;
+}
+
 static int run(int argc, char **argv)
 {
     struct router_config cfg = {};
+    struct reload_ctx reload = {.argc = argc, .argv = argv, .cfg = &cfg};
     _cleanup_(server_freep) struct server *s = NULL;
     _cleanup_(secret_freep) struct secret *key = NULL;
     sd_event *e = NULL;
@@ -105,15 +209,12 @@ static int run(int argc, char **argv)
         return 0;
     }
 
-    /* Quiet mode keeps start-up messages (notice) and failures; request lines are info. */
-    log_set_max_level(cfg.log_mode == LOG_MODE_QUIET ? LOG_NOTICE : LOG_INFO);
+    apply_log_level(&cfg);
     /* Every request allocates and frees a few buffers of 16 KiB and more; without this glibc
      * hands the top of the heap back to the kernel after each and faults it in again for the
      * next request (about one page fault per request, measured). */
     (void)mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
     (void)mallopt(M_TOP_PAD, 4 * 1024 * 1024);
-    if (getenv("DUALROUTE_DEBUG"))
-        log_set_max_level(LOG_DEBUG);
 
     /* Service mode decodes tokens from authd's frames: jansson wipes what it frees. Standalone
      * mode keeps its key out of JSON and skips the cost. */
@@ -134,11 +235,17 @@ static int run(int argc, char **argv)
         log_error_errno(r, "Failed to create the event loop: %m");
         goto finish;
     }
+    /* WatchdogSec= in the unit: the loop itself sends WATCHDOG=1, so a stuck loop is noticed. */
+    r = sd_event_set_watchdog(e, true);
+    if (r < 0)
+        log_warning_errno(r, "Failed to enable the systemd watchdog: %m");
     r = server_new(e, &cfg, TAKE_PTR(key), &s);
     if (r < 0) {
         log_error_errno(r, "Failed to set up the router: %m");
         goto finish;
     }
+    s->reload = reload_config;
+    s->reload_userdata = &reload;
     r = server_start(s);
     if (r < 0)
         goto finish;

@@ -13,19 +13,24 @@
  * A suspended connection is invisible to MHD, so the sweep watches its socket for a hang-up and
  * enforces the first-byte and stall timeouts. Every exit path ends in proxy_completed(), the one
  * place that logs the request and frees it. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "authd-client.h"
 #include "chat.h"
+#include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "reqlog.h"
 #include "route.h"
@@ -238,6 +243,14 @@ static int request_queue(struct request *req, unsigned status, struct MHD_Respon
     if (req->headers_done)
         response_add_upstream_headers(req, resp);
     MHD_add_response_header(resp, "x-dualroute-request-id", req->id);
+    if (req->retry_after > 0) {
+        char v[24];
+
+        snprintf(v, sizeof v, "%u", req->retry_after);
+        MHD_add_response_header(resp, "retry-after", v);
+    }
+    if (req->no_retry)
+        MHD_add_response_header(resp, "x-should-retry", "false");
     if (req->server->draining)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     ok = MHD_queue_response(req->connection, status, resp);
@@ -263,7 +276,7 @@ int request_reply_buffer(struct request *req, unsigned status, const char *conte
     if (status == 405)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
                                 req->route == ROUTE_MODELS || req->route == ROUTE_MODEL ||
-                                        req->route == ROUTE_HEALTH
+                                        req->route == ROUTE_HEALTH || req->route == ROUTE_METRICS
                                     ? "GET"
                                     : "POST");
     return request_queue(req, status, resp);
@@ -629,7 +642,11 @@ static int request_account_credential(struct request *req)
 
     account = route_account(&s->routes, req->model);
     if (!account) {
-        if (authd_client_generation(s->authd) == 0)
+        if (authd_client_generation(s->authd) == 0 && authd_client_is_connected(s->authd))
+            snprintf(msg, sizeof msg,
+                     "dualroute-routerd is still fetching its routes from dualroute-authd; "
+                     "retry in a moment.");
+        else if (authd_client_generation(s->authd) == 0)
             snprintf(msg, sizeof msg,
                      "dualroute has no routes yet: dualroute-authd is not reachable at %s. Is it "
                      "running? (systemctl status dualroute-authd)",
@@ -647,6 +664,75 @@ static int request_account_credential(struct request *req)
     if (r < 0)
         return r;
     return 0;
+}
+
+/* Team mode: whether the member may send this request now (model, budget, rate limits). Answers
+ * 403 or 429 itself and returns 1 then; 0 to go on. */
+static int team_check(struct request *req)
+{
+    struct server *s = req->server;
+    struct team_member *m = team_find(&s->team, req->member);
+    bool billable = req->route == ROUTE_MESSAGES || (req->route == ROUTE_CHAT && !req->models_list);
+    bool has_model = billable || req->route == ROUTE_COUNT_TOKENS;
+    uint64_t retry = 0, now = now_realtime_usec();
+    enum team_verdict v;
+    char msg[400];
+
+    if (!m) {
+        (void)http_reply_error(req, 401, "This member key is no longer valid.");
+        return 1;
+    }
+    v = team_admit(&s->team, m, has_model ? req->model : NULL,
+                   billable ? team_estimate_prompt_tokens(req->body.len) : 0,
+                   billable ? MAX(req->max_tokens, (int64_t)0) : -1, now, &req->reservation,
+                   &retry);
+    switch (v) {
+    case TEAM_OK:
+        return 0;
+    case TEAM_MODEL_FORBIDDEN:
+        snprintf(msg, sizeof msg, "Member '%s' may not use the model '%.120s'.", m->name,
+                 req->model);
+        (void)http_reply_error(req, 403, msg);
+        return 1;
+    case TEAM_OVER_BUDGET: {
+        time_t reset = (time_t)team_month_end(s->team.month_start_at);
+        struct tm tm = {};
+        char when[40] = "the start of next month (UTC)";
+
+        if (s->team.month_start_at > 0 && gmtime_r(&reset, &tm))
+            strftime(when, sizeof when, "%Y-%m-%d 00:00 UTC", &tm);
+        snprintf(msg, sizeof msg,
+                 "Member '%s' has used $%.6f of its monthly budget of $%.6f; the budget resets "
+                 "on %s.",
+                 m->name, (double)(m->spent_micro_usd + m->reserved_micro_usd) / 1e6,
+                 (double)m->budget_micro_usd / 1e6, when);
+        req->no_retry = true;
+        if (s->team.month_start_at > 0 && (int64_t)reset > (int64_t)(now / USEC_PER_SEC))
+            req->retry_after =
+                (unsigned)MIN((int64_t)reset - (int64_t)(now / USEC_PER_SEC), (int64_t)UINT32_MAX);
+        (void)http_reply_error(req, 429, msg);
+        return 1;
+    }
+    case TEAM_BUDGET_RESERVED:
+        snprintf(msg, sizeof msg,
+                 "Member '%s' has used $%.6f of its monthly budget of $%.6f, and requests in "
+                 "flight hold the rest; retry in a second.",
+                 m->name, (double)m->spent_micro_usd / 1e6, (double)m->budget_micro_usd / 1e6);
+        req->retry_after = 1;
+        (void)http_reply_error(req, 429, msg);
+        return 1;
+    case TEAM_RATE_REQUESTS:
+    case TEAM_RATE_TOKENS:
+        snprintf(msg, sizeof msg,
+                 "Member '%s' is over its limit of %lld %s per minute; retry in %llu s.", m->name,
+                 (long long)(v == TEAM_RATE_REQUESTS ? m->rpm : m->tpm),
+                 v == TEAM_RATE_REQUESTS ? "requests" : "tokens", (unsigned long long)retry);
+        req->retry_after = (unsigned)MIN(retry, (uint64_t)UINT32_MAX);
+        (void)http_reply_error(req, 429, msg);
+        return 1;
+    default:
+        return -EINVAL;
+    }
 }
 
 /* Picks the credential for the upstream: the client's own Anthropic key with bearer passthrough,
@@ -668,7 +754,12 @@ static int request_credential(struct request *req)
         return http_reply_error(req, 401,
                                 "dualroute does not use Claude subscription (OAuth) tokens. Use an "
                                 "Anthropic API key, or no key at all to use the router's own.");
-    if (k.kind == CLIENT_KEY_ANTHROPIC && s->cfg->bearer_passthrough) {
+    if (s->team_on) {
+        int r = team_check(req);
+
+        if (r != 0)
+            return r < 0 ? r : 0; /* answered */
+    } else if (k.kind == CLIENT_KEY_ANTHROPIC && s->cfg->bearer_passthrough) {
         req->key_passthrough = true;
         cred.key = k.value;
         cred.len = k.len;
@@ -852,10 +943,13 @@ static int upstream_launch(struct request *req, const struct upstream_cred *cred
     }
     req->upstream = UPSTREAM_RUNNING;
     req->t_upstream = now_usec();
-    request_suspend(req);
-    /* Start the transfer now instead of on curl's 0 ms timer one loop pass later. Suspended
-     * first: should the transfer fail at once, its error reply resumes the connection. */
+    /* Start the transfer now instead of on curl's 0 ms timer one loop pass later. A fast upstream
+     * may have answered (or the transfer failed) before curl returns: the response is then
+     * already queued, and the connection needs no suspend and resume (two epoll_ctl() calls and
+     * a loop pass). Otherwise it waits, suspended. */
     server_kick_curl(s);
+    if (!req->responded)
+        request_suspend(req);
     return 0;
 }
 
@@ -979,6 +1073,7 @@ static enum route route_of(const char *url)
         {"/v1/messages/count_tokens", ROUTE_COUNT_TOKENS},
         {"/v1/models", ROUTE_MODELS},
         {"/v1/chat/completions", ROUTE_CHAT},
+        {"/metrics", ROUTE_METRICS},
     };
 
     for (size_t i = 0; i < ELEMENTSOF(table); i++)
@@ -1026,6 +1121,83 @@ static int request_begin(struct request *req, const char *url, const char *metho
     return 0;
 }
 
+/* Team mode: the member key. Answers 401 (503 before authd's member list arrived) itself and
+ * returns 1 then; 0 with req->member set. The key is hashed and forgotten; logs name the member. */
+static int team_authenticate(struct request *req)
+{
+    struct server *s = req->server;
+    struct team_member *m = NULL;
+    struct client_key k;
+
+    k = client_key_from_headers(header(req, "x-api-key"),
+                                header(req, MHD_HTTP_HEADER_AUTHORIZATION));
+    if (!s->team.loaded) {
+        (void)http_reply_error(req, 503,
+                               "dualroute has no member list yet: dualroute-authd is not "
+                               "reachable. Is it running? (systemctl status dualroute-authd)");
+        return 1;
+    }
+    if (k.kind == CLIENT_KEY_MEMBER)
+        m = team_find_key(&s->team, k.value, k.len);
+    if (!m) {
+        (void)http_reply_error(
+            req, 401,
+            k.kind == CLIENT_KEY_NONE
+                ? "This dualroute router is shared by a team: send your member key (dr-...) in "
+                  "x-api-key or Authorization: Bearer."
+            : k.kind == CLIENT_KEY_MEMBER
+                ? "The member key is not valid (mistyped, rotated or removed); ask your admin "
+                  "for a new one: dualroutectl member rotate NAME."
+                : "This dualroute router is shared by a team and needs your member key (dr-...), "
+                  "not another kind of key.");
+        return 1;
+    }
+    snprintf(req->member, sizeof req->member, "%s", m->name);
+    return 0;
+}
+
+static bool peer_is_loopback(struct request *req)
+{
+    const union MHD_ConnectionInfo *ci;
+    const struct sockaddr *sa;
+
+    ci = MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return false;
+    sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* GET /metrics: for loopback peers, or anyone with the metrics key (metrics_key_file). */
+static int metrics_reply(struct request *req)
+{
+    struct server *s = req->server;
+    struct client_key k = client_key_from_headers(header(req, "x-api-key"),
+                                                  header(req, MHD_HTTP_HEADER_AUTHORIZATION));
+    size_t streams = 0;
+    char *text;
+
+    if (!peer_is_loopback(req) &&
+        !(s->metrics_key && k.value && secret_equal(s->metrics_key, k.value, k.len)))
+        return http_reply_error(req, 403,
+                                "GET /metrics is served to loopback clients, or with the metrics "
+                                "key (metrics_key_file).");
+    for (struct request *r = s->requests; r; r = r->next)
+        if (r->upstream == UPSTREAM_RUNNING && r->responded && (r->sse || r->chunks))
+            streams++;
+    text = metrics_render(&s->metrics, streams, s->n_requests > 0 ? s->n_requests - 1 : 0);
+    if (!text)
+        return -ENOMEM;
+    return request_reply_buffer(req, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+}
+
 static int request_dispatch(struct request *req)
 {
     const struct router_config *cfg = req->server->cfg;
@@ -1041,8 +1213,16 @@ static int request_dispatch(struct request *req)
         snprintf(msg, sizeof msg, "The request body is larger than the limit of %s.", lim);
         return http_reply_error(req, 413, msg);
     }
+    if (req->server->team_on && req->route != ROUTE_HEALTH && req->route != ROUTE_METRICS &&
+        team_authenticate(req))
+        return 0; /* answered */
 
     switch (req->route) {
+    case ROUTE_METRICS:
+        if (!get)
+            return http_reply_error(req, 405, "Use GET for /metrics.");
+        return metrics_reply(req);
+
     case ROUTE_HEALTH:
         if (!get)
             return http_reply_error(req, 405, "Use GET for /health.");
@@ -1143,6 +1323,106 @@ enum MHD_Result proxy_access(void *cls, struct MHD_Connection *connection, const
     return MHD_YES;
 }
 
+static const char *metrics_endpoint(const struct request *req)
+{
+    switch (req->route) {
+    case ROUTE_MESSAGES:
+        return "messages";
+    case ROUTE_COUNT_TOKENS:
+        return "count_tokens";
+    case ROUTE_CHAT:
+        return "chat_completions";
+    case ROUTE_MODELS:
+    case ROUTE_MODEL:
+        return "models";
+    case ROUTE_HEALTH:
+        return "health";
+    case ROUTE_METRICS:
+        return "metrics";
+    default:
+        return "other";
+    }
+}
+
+/* A finished request's accounting: its reservation settled with the real cost, the metrics, and
+ * (service mode) its usage record for authd's ledger. Never the prompt or the answer. */
+static void request_account(struct request *req)
+{
+    struct server *s = req->server;
+    bool billable = req->route == ROUTE_MESSAGES || (req->route == ROUTE_CHAT && !req->models_list);
+    bool api = billable || req->route == ROUTE_COUNT_TOKENS;
+    struct team_usage u = {};
+    uint64_t now = now_usec();
+    const char *upstream_error = NULL;
+    int64_t cost = 0;
+
+    if (!req->started)
+        return;
+    if (billable) {
+        u = (struct team_usage){.input_tokens = req->usage.input_tokens,
+                                .output_tokens = req->usage.output_tokens,
+                                .cache_read_tokens = req->usage.cache_read_tokens,
+                                .cache_write_tokens = req->usage.cache_creation_tokens};
+        cost = team_cost(team_price_for(&s->team, req->model), &u);
+    }
+    team_settle(&s->team, &req->reservation, cost,
+                u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens,
+                now_realtime_usec());
+
+    if (req->t_upstream && req->curl_result != CURLE_OK &&
+        req->curl_result != CURLE_ABORTED_BY_CALLBACK)
+        upstream_error = "transport";
+    else if (req->t_upstream && req->upstream_status >= 500)
+        upstream_error = "status_5xx";
+    else if (req->t_upstream && req->upstream_failed)
+        upstream_error = "broken_response";
+    metrics_observe(&s->metrics,
+                    &(struct metrics_sample){
+                        .endpoint = metrics_endpoint(req),
+                        .status = req->status,
+                        .model = api || req->route == ROUTE_MODEL ? req->model : "",
+                        .member = req->member,
+                        .latency_usec = now - req->t_start,
+                        .ttfb_usec = req->t_first_byte ? req->t_first_byte - req->t_start : 0,
+                        .input_tokens = u.input_tokens,
+                        .output_tokens = u.output_tokens,
+                        .cache_read_tokens = u.cache_read_tokens,
+                        .cache_write_tokens = u.cache_write_tokens,
+                        .upstream_error = upstream_error,
+                    });
+
+    if (s->authd && api && req->received && (!s->team_on || req->member[0])) {
+        struct ledger_record rec = {
+            .at_ms = (int64_t)(now_realtime_usec() / USEC_PER_MSEC),
+            .endpoint = req->format == API_FORMAT_OPENAI ? "openai" : "anthropic",
+            .status = req->status,
+            .input_tokens = u.input_tokens,
+            .output_tokens = u.output_tokens,
+            .cache_read_tokens = u.cache_read_tokens,
+            .cache_write_tokens = u.cache_write_tokens,
+            .latency_ms = (int64_t)((now - req->t_start) / USEC_PER_MSEC),
+            .ttfb_ms = req->t_first_byte
+                           ? (int64_t)((req->t_first_byte - req->t_start) / USEC_PER_MSEC)
+                           : -1,
+            .cost_micro_usd = cost,
+        };
+        const char *cut = strstr(req->model_requested, " (");
+
+        snprintf(rec.request_id, sizeof rec.request_id, "%s", req->id);
+        snprintf(rec.member, sizeof rec.member, "%s", req->member);
+        snprintf(rec.model, sizeof rec.model, "%s", req->model[0] ? req->model : "unknown");
+        snprintf(rec.model_requested, sizeof rec.model_requested, "%.*s",
+                 cut ? (int)(cut - req->model_requested) : (int)strlen(req->model_requested),
+                 req->model_requested);
+        snprintf(rec.account, sizeof rec.account, "%s", req->account);
+        if (rec.status == 0)
+            rec.status = 499; /* the client left before an answer */
+        if (ledger_add(&s->ledger, &rec) < 0)
+            log_warning("[%s] Out of memory; this request's usage record is lost.", req->id);
+        ledger_kick(&s->ledger);
+    }
+}
+
 void proxy_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                      enum MHD_RequestTerminationCode toe)
 {
@@ -1158,6 +1438,7 @@ void proxy_completed(void *cls, struct MHD_Connection *connection, void **con_cl
         upstream_abort(req, 0, NULL);
         req->usage = req->scanner.usage;
     }
+    request_account(req);
     reqlog_finish(req, toe);
     request_free(req);
     *con_cls = NULL;

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "client-key.h"
 #include "http-error.h"
+#include "team.h"
 #include "translate.h"
 #include "usage.h"
 
@@ -27,6 +28,7 @@ enum route {
     ROUTE_MODELS,
     ROUTE_MODEL,
     ROUTE_CHAT,
+    ROUTE_METRICS,
     _ROUTE_MAX,
     _ROUTE_INVALID = -EINVAL,
 };
@@ -82,6 +84,12 @@ struct request {
     enum client_key_kind key_kind;
     bool key_passthrough;
     char key_fp[9];
+
+    /* Team mode: the member the key belongs to (never the key), and what the request reserved. */
+    char member[65];
+    struct team_reservation reservation;
+    unsigned retry_after; /* seconds, sent as retry-after with routerd's own 429 */
+    bool no_retry;        /* x-should-retry: false (a budget: retrying will not help) */
 
     /* Service mode: the account that serves the request, and its credential on the way. */
     char account[65];

@@ -74,6 +74,8 @@ static const char * or (const char *s, const char *fallback)
 
 static const char *key_source(const struct request *req)
 {
+    if (req->member[0])
+        return "member";
     if (req->key_passthrough)
         return "client key";
     return "router key";
@@ -87,10 +89,11 @@ void reqlog_start(const struct request *req)
     if (mode < LOG_MODE_NORMAL)
         return;
     clean_text_init(req, &c);
-    log_info("[%s] %s %s [%s] model=%s%s%s%s max_tokens=%" PRId64 " stream=%s", req->id,
+    log_info("[%s] %s %s [%s] model=%s%s%s%s max_tokens=%" PRId64 " stream=%s%s%s", req->id,
              req->method, or (c.uri, "?"), route_tag(req), req->model[0] ? or (c.model, "?") : "-",
              req->model_requested[0] ? " (mapped from " : "", req->model_requested,
-             req->model_requested[0] ? ")" : "", req->max_tokens, req->stream ? "yes" : "no");
+             req->model_requested[0] ? ")" : "", req->max_tokens, req->stream ? "yes" : "no",
+             req->member[0] ? " member=" : "", req->member);
     if (mode == LOG_MODE_VERBOSE)
         log_body(req, "Request body", req->body.data, req->body.len);
 }
@@ -126,10 +129,11 @@ void reqlog_finish(const struct request *req, enum MHD_RequestTerminationCode to
     clean_text_init(req, &c);
 
     if (mode == LOG_MODE_MINIMAL || (mode == LOG_MODE_QUIET && failure)) {
-        log_full(level, "[%s] %s %u %s (in:%" PRId64 " out:%" PRId64 ")%s%s%s", route_tag(req),
+        log_full(level, "[%s] %s %u %s (in:%" PRId64 " out:%" PRId64 ")%s%s%s%s%s", route_tag(req),
                  ok ? "\xe2\x9c\x93" : "\xe2\x9c\x97", req->status,
                  or (req->model[0] ? c.model : c.uri, "?"), req->usage.input_tokens,
-                 req->usage.output_tokens, why, req->error_text[0] ? " " : "", or (c.error, ""));
+                 req->usage.output_tokens, req->member[0] ? " member=" : "", req->member, why,
+                 req->error_text[0] ? " " : "", or (c.error, ""));
         return;
     }
     if (mode < LOG_MODE_NORMAL)
@@ -142,7 +146,9 @@ void reqlog_finish(const struct request *req, enum MHD_RequestTerminationCode to
     else {
         log_full(level, "[%s] %s %u via %s (%s) in %" PRIu64 " ms, first byte %" PRIu64 " ms%s%s%s",
                  req->id, ok ? "\xe2\x9c\x93" : "\xe2\x9c\x97", req->status, key_source(req),
-                 req->key_passthrough ? req->key_fp : secret_fp(req->server->api_key),
+                 req->member[0]         ? req->member
+                 : req->key_passthrough ? req->key_fp
+                                        : secret_fp(req->server->api_key),
                  (now - req->t_start) / USEC_PER_MSEC,
                  req->t_first_byte ? (req->t_first_byte - req->t_start) / USEC_PER_MSEC : 0, why,
                  req->error_text[0] ? ": " : "", or (c.error, ""));

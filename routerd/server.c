@@ -12,6 +12,7 @@
  * MHD stops accepting, in-flight requests finish up to drain_timeout, then the loop exits. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -37,8 +38,19 @@ static void mhd_rearm(struct server *s);
 
 static void mhd_run(struct server *s)
 {
+    MHD_UNSIGNED_LONG_LONG ms;
+
     s->mhd_wanted = false;
-    MHD_run(s->mhd);
+    /* MHD's timeout stays 0 while a connection it has just served may have more to do (its epoll
+     * is edge-triggered: a connection stays on its ready list until recv() says EAGAIN). Running
+     * it again at once costs one epoll_wait(); leaving it to a defer source cost a whole loop pass
+     * per request (measured: 2.7 passes per JSON request before, 1 after, and 1.75x the requests
+     * per second at one connection). */
+    for (unsigned i = 0; i < 4; i++) {
+        MHD_run(s->mhd);
+        if (MHD_get_timeout(s->mhd, &ms) != MHD_YES || ms != 0)
+            break;
+    }
     mhd_rearm(s);
 }
 
@@ -279,11 +291,32 @@ static int on_sweep(sd_event_source *src, uint64_t usec, void *userdata)
     return 0;
 }
 
+static void on_ledger_flushed(void *userdata)
+{
+    struct server *s = userdata;
+
+    sd_event_exit(s->event, 0);
+}
+
+/* Exits the loop once the usage records are with authd (SIGTERM loses none). */
+static void server_exit(struct server *s)
+{
+    if (s->exiting)
+        return;
+    s->exiting = true;
+    if (s->authd && ledger_pending(&s->ledger) > 0 && !authd_client_is_connected(s->authd))
+        log_warning("dualroute-authd is not reachable: %zu usage records are lost.",
+                    ledger_pending(&s->ledger));
+    if (!authd_client_is_connected(s->authd) || ledger_pending(&s->ledger) == 0 ||
+        ledger_flush(&s->ledger, 5 * USEC_PER_SEC, on_ledger_flushed, s) < 0)
+        sd_event_exit(s->event, 0);
+}
+
 static void server_maybe_exit(struct server *s)
 {
     if (s->draining && s->n_requests == 0) {
         log_notice("All requests finished, exiting.");
-        sd_event_exit(s->event, 0);
+        server_exit(s);
     }
 }
 
@@ -309,7 +342,7 @@ static int on_drain_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
     }
     log_warning("%zu requests still open after the drain, exiting anyway.", s->n_requests);
-    sd_event_exit(s->event, 0);
+    server_exit(s);
     return 0;
 }
 
@@ -344,7 +377,19 @@ static int on_signal(sd_event_source *src, const struct signalfd_siginfo *si, vo
     struct server *s = userdata;
 
     if (si->ssi_signo == SIGHUP) {
-        log_notice("SIGHUP received; reloading the configuration is not supported yet, ignored.");
+        int r;
+
+        if (!s->reload || s->draining) {
+            log_notice("SIGHUP received while %s, ignored.",
+                       s->draining ? "stopping" : "reloading is not possible");
+            return 0;
+        }
+        (void)sd_notify(false, "RELOADING=1\nSTATUS=Reloading the configuration");
+        r = s->reload(s, s->reload_userdata);
+        (void)sd_notifyf(false, "READY=1\nSTATUS=%s on %s port %u",
+                         r < 0 ? "Reload failed, previous configuration kept; listening"
+                               : "Configuration reloaded; listening",
+                         s->cfg->listen, s->port);
         return 0;
     }
     if (s->draining) {
@@ -401,20 +446,65 @@ static int listen_address(const char *addr, uint16_t port, struct sockaddr_stora
     return -EINVAL;
 }
 
+/* Socket activation (dualroute-routerd.socket): the first socket systemd passed, a listening
+ * TCP socket; the listen and port keys are then ignored. 0 when systemd passed none. */
+static int passed_socket(int *ret_fd, struct sockaddr_storage *ss, bool *loopback)
+{
+    socklen_t len = sizeof *ss;
+    int n, fd = SD_LISTEN_FDS_START, flags;
+
+    n = sd_listen_fds(true);
+    if (n < 0)
+        return log_error_errno(n, "Failed to read the sockets systemd passed: %m");
+    if (n == 0)
+        return 0;
+    if (n > 1)
+        log_warning("systemd passed %d sockets; using the first one only.", n);
+    if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0 ||
+        getsockname(fd, (struct sockaddr *)ss, &len) < 0 ||
+        (ss->ss_family != AF_INET && ss->ss_family != AF_INET6))
+        return log_error_errno(-EBADF,
+                               "systemd passed fd %d, but it is not a listening TCP socket.", fd);
+    flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return log_error_errno(-errno, "Failed to make the passed socket non-blocking: %m");
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    *loopback = ss->ss_family == AF_INET6
+                    ? IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ss)->sin6_addr)
+                    : (ntohl(((struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    *ret_fd = fd;
+    log_info("Using the listening socket passed by systemd (socket activation).");
+    return 1;
+}
+
 static int server_listen(struct server *s)
 {
     struct sockaddr_storage ss, bound;
     socklen_t len, blen = sizeof bound;
     _cleanup_close_ int fd = -1;
-    bool loopback = false;
-    int one = 1;
+    bool loopback = false, passed;
+    int one = 1, r;
 
-    if (listen_address(s->cfg->listen, (uint16_t)s->cfg->port, &ss, &len, &loopback) < 0)
+    r = passed_socket(&fd, &ss, &loopback);
+    if (r < 0)
+        return r;
+    passed = r > 0;
+    if (!passed && listen_address(s->cfg->listen, (uint16_t)s->cfg->port, &ss, &len, &loopback) < 0)
         return log_error_errno(-EINVAL,
                                "Invalid listen address '%s': expected an IPv4 or IPv6 "
                                "address such as 127.0.0.1 or ::1.",
                                s->cfg->listen);
-    if (!loopback && !s->cfg->allow_unauthenticated)
+    /* auto: on for a non-loopback address when authd is there; without authd such an address
+     * is refused below unless allow_unauthenticated says to serve it open. */
+    s->team_on = s->cfg->team_mode == TEAM_MODE_ON ||
+                 (s->cfg->team_mode == TEAM_MODE_AUTO && !loopback && s->authd);
+    if (s->team_on && !s->authd)
+        return log_error_errno(-EINVAL,
+                               "Team mode (team_mode=on) needs dualroute-authd for the member "
+                               "keys: set authd_socket (--authd-socket), or team_mode=off.");
+    if (s->team_on)
+        log_notice("Team mode: every request needs a member key (passthrough is off).");
+    if (!loopback && !s->team_on && !s->cfg->allow_unauthenticated)
         return log_error_errno(-EPERM,
                                "Refusing to listen on non-loopback address '%s': anyone who can "
                                "reach it could spend your credits. Team mode with member keys "
@@ -422,17 +512,19 @@ static int server_listen(struct server *s)
                                "every client anyway.",
                                s->cfg->listen);
 
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return log_error_errno(-errno, "Failed to create the listening socket: %m");
-    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (ss.ss_family == AF_INET6)
-        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, len) < 0)
-        return log_error_errno(-errno, "Failed to bind %s port %lld: %m", s->cfg->listen,
-                               (long long)s->cfg->port);
-    if (listen(fd, 1024) < 0)
-        return log_error_errno(-errno, "Failed to listen: %m");
+    if (!passed) {
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            return log_error_errno(-errno, "Failed to create the listening socket: %m");
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ss.ss_family == AF_INET6)
+            (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+            return log_error_errno(-errno, "Failed to bind %s port %lld: %m", s->cfg->listen,
+                                   (long long)s->cfg->port);
+        if (listen(fd, 1024) < 0)
+            return log_error_errno(-errno, "Failed to listen: %m");
+    }
     if (getsockname(fd, (struct sockaddr *)&bound, &blen) < 0)
         return log_error_errno(-errno, "Failed to read the bound port: %m");
     s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
@@ -552,27 +644,31 @@ static int upstream_parse(struct server *s, const char *url)
 }
 
 /* The model mappings of standalone mode: the mappings file (a missing one means none) and the
- * default model. */
-static int server_load_mappings(struct server *s)
+ * default model, into an empty map. */
+static int load_mappings(const struct router_config *cfg, struct model_map *m)
 {
     struct parse_error err = {};
     int r;
 
-    if (s->cfg->mappings) {
-        r = model_map_load_file(&s->model_map, s->cfg->mappings, &err);
+    if (cfg->mappings) {
+        r = model_map_load_file(m, cfg->mappings, &err);
         if (r == -ENOENT)
-            log_debug("No model mappings file '%s'.", s->cfg->mappings);
+            log_debug("No model mappings file '%s'.", cfg->mappings);
         else if (r < 0)
             return log_error_errno(r, "Invalid model mappings: %s", err.text);
         else
-            log_notice("Loaded %zu model mappings from '%s'.", s->model_map.n_entries,
-                       s->cfg->mappings);
+            log_notice("Loaded %zu model mappings from '%s'.", m->n_entries, cfg->mappings);
     }
-    r = model_map_set_default(&s->model_map, s->cfg->default_model);
+    r = model_map_set_default(m, cfg->default_model);
     if (r < 0)
         return log_error_errno(r, "Invalid default model '%s': not a model id.",
-                               s->cfg->default_model);
+                               cfg->default_model);
     return 0;
+}
+
+static int server_load_mappings(struct server *s)
+{
+    return load_mappings(s->cfg, &s->model_map);
 }
 
 /* A new snapshot from authd: its routes, and its aliases and default model in place of the
@@ -603,6 +699,10 @@ static void on_snapshot(const json_t *snapshot, void *userdata)
     }
     model_map_done(&s->model_map);
     s->model_map = map;
+    r = team_apply_snapshot(&s->team, snapshot, now_usec());
+    if (r < 0)
+        log_error_errno(r, "authd sent members or prices that do not parse; keeping the "
+                           "previous ones.");
     log_info("Applied authd's snapshot, generation %" PRIu64 ": %zu routes, %zu aliases.",
              (uint64_t)json_integer_value(json_object_get(snapshot, "generation")),
              json_array_size(s->routes.routes), map.n_entries);
@@ -647,6 +747,32 @@ static void strv_free(char **v)
     free(v);
 }
 
+int server_apply_config(struct server *s)
+{
+    _cleanup_(model_map_done) struct model_map map = {};
+    char **betas = NULL;
+    int r;
+
+    r = split_list(s->cfg->vertex_drop_betas, &betas);
+    if (r < 0)
+        return log_error_errno(r, "Failed to apply vertex_drop_betas: %m");
+    /* Service mode: the mappings and the default model come with authd's next snapshot. */
+    if (!s->authd) {
+        r = load_mappings(s->cfg, &map);
+        if (r < 0) {
+            strv_free(betas);
+            return r;
+        }
+        model_map_done(&s->model_map);
+        s->model_map = map;
+        map = (struct model_map){};
+    }
+    strv_free(s->vertex_drop_betas);
+    s->vertex_drop_betas = betas;
+    s->translate_options.overloaded_as_503 = s->cfg->openai_overloaded_as_503;
+    return 0;
+}
+
 void server_model_caps(struct server *s, const char *model, struct model_info *info)
 {
     json_t *item;
@@ -656,6 +782,15 @@ void server_model_caps(struct server *s, const char *model, struct model_info *i
     item = json_object_get(s->model_caps, model);
     if (item)
         model_info_merge_json(info, item);
+}
+
+/* authd stored a usage record: its cost is now in authd's spent figure for the member. */
+static void on_ledger_stored(const struct ledger_record *rec, void *userdata)
+{
+    struct server *s = userdata;
+
+    if (rec->member[0])
+        team_stored(&s->team, rec->member, rec->cost_micro_usd);
 }
 
 int server_new(sd_event *e, const struct router_config *cfg, struct secret *api_key,
@@ -700,6 +835,15 @@ int server_new(sd_event *e, const struct router_config *cfg, struct secret *api_
             return log_error_errno(r, "Failed to set up the authd client: %m");
         log_notice("Service mode: credentials and routes come from dualroute-authd at %s.",
                    cfg->authd_socket);
+        r = ledger_start(&s->ledger, e, s->authd, on_ledger_stored, s);
+        if (r < 0)
+            return r;
+    }
+    if (cfg->metrics_key_file) {
+        r = secret_from_file(cfg->metrics_key_file, 4096, false, &s->metrics_key);
+        if (r < 0)
+            return log_error_errno(r, "Failed to read metrics_key_file '%s': %m",
+                                   cfg->metrics_key_file);
     }
 
     s->multi = curl_multi_init();
@@ -760,8 +904,12 @@ struct server *server_free(struct server *s)
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     /* After MHD: freeing the requests cancels their pending token requests. */
+    ledger_done(&s->ledger);
     s->authd = authd_client_free(s->authd);
     route_table_done(&s->routes);
+    team_done(&s->team);
+    metrics_done(&s->metrics);
+    secret_free(s->metrics_key);
     strv_free(s->vertex_drop_betas);
 
     models_free(s);

@@ -10,9 +10,12 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "ledger.h"
 #include "macro.h"
+#include "metrics.h"
 #include "model-map.h"
 #include "route.h"
+#include "team.h"
 #include "translate.h"
 
 struct authd_client;
@@ -60,9 +63,23 @@ struct server {
     struct models_fetch *models_fetch;
     sd_event_source *models_timer;
 
+    /* Team mode (docs/team.md): member keys, budgets and limits from authd's snapshot; the usage
+     * ledger (service mode) and the metrics. */
+    bool team_on;
+    struct team team;
+    struct ledger ledger;
+    struct metrics metrics;
+    struct secret *metrics_key;
+    bool exiting; /* the loop exits once the ledger is flushed */
+
     uint64_t id_seed, id_counter;
     bool draining;
     bool drain_forced;
+
+    /* SIGHUP: main.c re-reads the configuration into the live struct and then calls
+     * server_apply_config(); NULL means reloading is not possible. */
+    int (*reload)(struct server *s, void *userdata);
+    void *reload_userdata;
 };
 
 /* Creates the server; steals api_key (may be NULL: clients must then bring their own key). */
@@ -71,8 +88,13 @@ int server_new(sd_event *e, const struct router_config *cfg, struct secret *api_
 struct server *server_free(struct server *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct server *, server_free);
 
-/* Binds the listening socket, starts MHD in the loop, tells systemd READY=1. */
+/* Binds the listening socket (or takes the one systemd passed, socket activation), starts MHD in
+ * the loop, tells systemd READY=1. */
 int server_start(struct server *s);
+/* After a reload changed the live configuration: rebuilds what server_new() derived from it
+ * (standalone model mappings and default model, vertex_drop_betas, translate options). On an error
+ * the previous derived state stays. Every other reloadable key is read per request. */
+int server_apply_config(struct server *s);
 /* Stops accepting, lets requests finish up to drain_timeout, then exits the loop. */
 int server_drain(struct server *s);
 
