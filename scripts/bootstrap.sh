@@ -15,7 +15,8 @@ cd "$here"
 
 build_pkgs=(build-essential cmake ninja-build pkg-config libmicrohttpd-dev libcurl4-openssl-dev
             libjansson-dev libsqlite3-dev libssl-dev libsystemd-dev)
-test_pkgs=(clang clang-format libclang-rt-14-dev python3 curl wrk nginx-light)
+test_pkgs=(clang clang-format libclang-rt-14-dev python3 python3-prometheus-client curl wrk nginx-light
+           systemd dpkg-dev)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
