@@ -480,7 +480,7 @@ static int passed_socket(int *ret_fd, struct sockaddr_storage *ss, bool *loopbac
 static int server_listen(struct server *s)
 {
     struct sockaddr_storage ss, bound;
-    socklen_t len, blen = sizeof bound;
+    socklen_t len = 0, blen = sizeof bound;
     _cleanup_close_ int fd = -1;
     bool loopback = false, passed;
     int one = 1, r;
