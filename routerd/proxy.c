@@ -747,8 +747,6 @@ static int request_credential(struct request *req)
     k = client_key_from_headers(header(req, "x-api-key"),
                                 header(req, MHD_HTTP_HEADER_AUTHORIZATION));
     req->key_kind = k.kind;
-    if (k.kind != CLIENT_KEY_NONE)
-        secret_fp_buf(k.value, k.len, req->key_fp);
 
     if (k.kind == CLIENT_KEY_SUBSCRIPTION)
         return http_reply_error(req, 401,
@@ -760,6 +758,9 @@ static int request_credential(struct request *req)
         if (r != 0)
             return r < 0 ? r : 0; /* answered */
     } else if (k.kind == CLIENT_KEY_ANTHROPIC && s->cfg->bearer_passthrough) {
+        /* The log names the client's key by its fingerprint; keys that are not used upstream
+         * ("not-used") are not hashed at all. */
+        secret_fp_buf(k.value, k.len, req->key_fp);
         req->key_passthrough = true;
         cred.key = k.value;
         cred.len = k.len;

@@ -261,14 +261,36 @@ void curl_slist_wipe_free(struct curl_slist *l)
     curl_slist_free_all(l);
 }
 
+/* Whether the environment names a proxy for libcurl. When it does not, every transfer says so
+ * explicitly: libcurl otherwise looks the variables up again for each transfer (measured: getenv()
+ * calls were 1% of routerd's CPU per JSON request). */
+static bool proxy_from_environment(void)
+{
+    static const char *const vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                                       "all_proxy",  "ALL_PROXY",  "no_proxy",    "NO_PROXY"};
+    static int cached = -1;
+
+    if (cached < 0) {
+        cached = 0;
+        for (size_t i = 0; i < ELEMENTSOF(vars); i++)
+            if (getenv(vars[i]))
+                cached = 1;
+    }
+    return cached;
+}
+
 CURL *server_easy_get(struct server *s)
 {
+    CURL *e;
+
     if (s->n_easy_pool > 0) {
-        CURL *e = s->easy_pool[--s->n_easy_pool];
+        e = s->easy_pool[--s->n_easy_pool];
         curl_easy_reset(e);
-        return e;
-    }
-    return curl_easy_init();
+    } else
+        e = curl_easy_init();
+    if (e && !proxy_from_environment())
+        curl_easy_setopt(e, CURLOPT_PROXY, "");
+    return e;
 }
 
 void server_easy_put(struct server *s, CURL *e)
