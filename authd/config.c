@@ -120,19 +120,12 @@ void authd_config_help(FILE *f)
 static int set_or_complain(struct authd_config *cfg, const char *source, const char *key,
                            const char *value)
 {
-    struct parse_error err = {};
-    int r;
-
-    r = conf_set(&authd_config_table, cfg, key, value, &err);
-    if (r < 0)
-        fprintf(stderr, "dualroute-authd: %s: %s\n", source, err.text);
-    return r;
+    return conf_set_or_complain(&authd_config_table, cfg, "dualroute-authd", source, key, value,
+                                stderr);
 }
 
 static int apply_option(struct authd_config *cfg, int c, const char *arg)
 {
-    char source[64];
-
     switch (c) {
     case 'q':
         return set_or_complain(cfg, "-q", "log_level", "notice");
@@ -144,21 +137,8 @@ static int apply_option(struct authd_config *cfg, int c, const char *arg)
         return set_or_complain(cfg, "--socket", "socket", arg);
     case OPT_DATABASE:
         return set_or_complain(cfg, "--database", "database", arg);
-    case OPT_SET: {
-        _cleanup_free_ char *key = strdup(arg);
-        char *eq;
-
-        if (!key)
-            return -ENOMEM;
-        eq = strchr(key, '=');
-        if (!eq) {
-            fprintf(stderr, "dualroute-authd: --set expects KEY=VALUE, not '%s'\n", arg);
-            return -EINVAL;
-        }
-        *eq = '\0';
-        snprintf(source, sizeof source, "--set %.40s", key);
-        return set_or_complain(cfg, source, key, eq + 1);
-    }
+    case OPT_SET:
+        return conf_set_assignment(&authd_config_table, cfg, "dualroute-authd", arg, stderr);
     default:
         return 0;
     }
@@ -169,7 +149,6 @@ int authd_config_load(int argc, char **argv, struct authd_config *cfg,
 {
     enum authd_config_action action = AUTHD_CONFIG_RUN;
     const char *config_path = NULL, *e;
-    struct parse_error err = {};
     int c, r;
 
     r = conf_init(&authd_config_table, cfg);
@@ -211,19 +190,10 @@ int authd_config_load(int argc, char **argv, struct authd_config *cfg,
     }
 
     /* The file: an explicit --config must exist; the default one may be absent. */
-    r = conf_load_file(&authd_config_table, cfg, config_path ? config_path : AUTHD_DEFAULT_CONFIG,
-                       &err);
-    if (r == -ENOENT && !config_path && err.line == 0)
-        r = 0;
-    if (r < 0) {
-        const char *p = config_path ? config_path : AUTHD_DEFAULT_CONFIG;
-
-        if (err.line > 0)
-            fprintf(stderr, "%s:%d: %s\n", p, err.line, err.text);
-        else
-            fprintf(stderr, "%s: %s\n", p, err.text);
+    r = conf_load_file_or_default(&authd_config_table, cfg, config_path, AUTHD_DEFAULT_CONFIG,
+                                  stderr);
+    if (r < 0)
         return r;
-    }
 
     /* systemd's StateDirectory= may list several directories, separated by ':'. */
     e = getenv("STATE_DIRECTORY");

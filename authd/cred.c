@@ -336,6 +336,30 @@ static int op_return(struct cred_op *op, struct cred_op **ret_op)
     return 0;
 }
 
+/* Reads the record of the account an operation names (account may be NULL). On failure fails op,
+ * "no account" when there is none or the name is invalid, and returns the error; log_failure logs
+ * a database error first. The caller then returns op_return(). */
+static int op_account_get(struct cred_op *op, const char *account, bool log_failure,
+                          struct account_record **ret)
+{
+    struct cred_manager *m = op->manager;
+    int r;
+
+    r = account ? store_account_get(m->store, account, ret) : -ENOENT;
+    if (r == -ENOENT || r == -EINVAL) {
+        op_fail(op, -ENOENT, IPC_ERROR_NOT_FOUND, "no account '%s'", account ?: "");
+        return -ENOENT;
+    }
+    if (r < 0) {
+        if (log_failure)
+            log_error_errno(r, "Failed to read account '%s': %s", account,
+                            store_last_error(m->store));
+        op_fail(op, r, IPC_ERROR_INTERNAL, "cannot read the account");
+        return r;
+    }
+    return 0;
+}
+
 /* ---- token fetches: one HTTP request to a token endpoint or the metadata server ---- */
 
 struct fetch {
@@ -888,16 +912,9 @@ int cred_token_get(struct cred_manager *m, const char *account, cred_callback_t 
     op = op_new(m, OP_TOKEN_GET, cb, userdata);
     if (!op)
         return -ENOMEM;
-    r = account ? store_account_get(m->store, account, &rec) : -ENOENT;
-    if (r == -ENOENT || r == -EINVAL) {
-        op_fail(op, -ENOENT, IPC_ERROR_NOT_FOUND, "no account '%s'", account ?: "");
+    r = op_account_get(op, account, true, &rec);
+    if (r < 0)
         return op_return(op, ret_op);
-    }
-    if (r < 0) {
-        log_error_errno(r, "Failed to read account '%s': %s", account, store_last_error(m->store));
-        op_fail(op, r, IPC_ERROR_INTERNAL, "cannot read the account");
-        return op_return(op, ret_op);
-    }
     if (rec->state == ACCOUNT_STATE_NEEDS_LOGIN) {
         needs_login_message(account, text, sizeof(text));
         op_fail(op, -EKEYREJECTED, IPC_ERROR_NEEDS_LOGIN, "%s", text);
@@ -1462,15 +1479,9 @@ int cred_logout(struct cred_manager *m, const char *account, cred_callback_t cb,
     op = op_new(m, OP_LOGOUT, cb, userdata);
     if (!op)
         return -ENOMEM;
-    r = account ? store_account_get(m->store, account, &rec) : -ENOENT;
-    if (r == -ENOENT || r == -EINVAL) {
-        op_fail(op, -ENOENT, IPC_ERROR_NOT_FOUND, "no account '%s'", account ?: "");
+    r = op_account_get(op, account, false, &rec);
+    if (r < 0)
         return op_return(op, ret_op);
-    }
-    if (r < 0) {
-        op_fail(op, r, IPC_ERROR_INTERNAL, "cannot read the account");
-        return op_return(op, ret_op);
-    }
     op->name = strdup(account);
     if (!op->name) {
         op_free(op);

@@ -43,17 +43,23 @@ struct http_client {
     struct http_request *requests;
 };
 
+/* Takes r out of its client's list of requests; r->client stays set. */
+static void request_unlink(struct http_request *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        r->client->requests = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+}
+
 static void request_free(struct http_request *r)
 {
     if (!r)
         return;
     if (r->client) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            r->client->requests = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
+        request_unlink(r);
         if (r->easy)
             curl_multi_remove_handle(r->client->multi, r->easy);
     }
@@ -97,12 +103,7 @@ static void request_done(struct http_request *r, CURLcode code)
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     /* Leave the multi handle first, so the callback may start or cancel requests freely. */
     curl_multi_remove_handle(r->client->multi, r->easy);
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        r->client->requests = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    request_unlink(r);
     r->client = NULL;
 
     res.status = status;

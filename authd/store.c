@@ -522,6 +522,18 @@ static int generation_bump(struct store *s)
     return stmt_run(s, STMT_GENERATION_BUMP);
 }
 
+/* Bumps the generation, then commits; on failure the transaction stays open and the caller's
+ * _cleanup_tx_ rolls it back. */
+static int tx_commit_bumped(struct store **tx)
+{
+    int r;
+
+    r = generation_bump(*tx);
+    if (r < 0)
+        return r;
+    return tx_commit(tx);
+}
+
 /* Runs an UPDATE or DELETE on the row named by ?1 inside the caller's transaction; -ENOENT when it
  * matched nothing. */
 static int stmt_exec_one(struct store *s, sqlite3_stmt *st, const char *what, const char *name)
@@ -534,6 +546,37 @@ static int stmt_exec_one(struct store *s, sqlite3_stmt *st, const char *what, co
     if (sqlite3_changes(s->db) == 0)
         return store_failf(s, -ENOENT, "No %s '%s'", what, name);
     return 0;
+}
+
+/* Steps a statement that reads the one row named name; -ENOENT "No what 'name'" when there is
+ * none. */
+static int stmt_step_row(struct store *s, sqlite3_stmt *st, const char *what, const char *name)
+{
+    int rc;
+
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return store_failf(s, -ENOENT, "No %s '%s'", what, name);
+    if (rc != SQLITE_ROW)
+        return store_fail(s, rc);
+    return 0;
+}
+
+/* Makes room for entry n of a list that ends in a zeroed entry: doubles *allocated (zeroing the
+ * new half) when n + 1 would not fit. Returns the list, moved or not, or NULL when out of memory
+ * (the old list is then untouched and still the caller's). */
+static void *list_reserve(void *list, size_t *allocated, size_t n, size_t size)
+{
+    char *l;
+
+    if (n + 1 < *allocated)
+        return list;
+    l = reallocarray(list, *allocated * 2, size);
+    if (!l)
+        return NULL;
+    memset(l + *allocated * size, 0, *allocated * size);
+    *allocated *= 2;
+    return l;
 }
 
 /* Opening and migrations */
@@ -893,10 +936,7 @@ int store_account_add(struct store *s, const char *name, enum account_provider p
         if (r < 0)
             return r;
     }
-    r = generation_bump(s);
-    if (r < 0)
-        return r;
-    return tx_commit(&tx);
+    return tx_commit_bumped(&tx);
 }
 
 /* Fills a from a row of STMT_ACCOUNT_GET or STMT_ACCOUNT_LIST (the same columns, except that
@@ -958,7 +998,7 @@ int store_account_get(struct store *s, const char *name, struct account_record *
 {
     _cleanup_stmt_ sqlite3_stmt *st = s->stmts[STMT_ACCOUNT_GET];
     _cleanup_(account_record_freep) struct account_record *a = NULL;
-    int rc, r;
+    int r;
 
     r = check_account_name(s, name);
     if (r < 0)
@@ -966,11 +1006,9 @@ int store_account_get(struct store *s, const char *name, struct account_record *
     r = bind_text(s, st, 1, name);
     if (r < 0)
         return r;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        return store_failf(s, -ENOENT, "No account '%s'", name);
-    if (rc != SQLITE_ROW)
-        return store_fail(s, rc);
+    r = stmt_step_row(s, st, "account", name);
+    if (r < 0)
+        return r;
     a = calloc(1, sizeof(*a));
     if (!a)
         return -ENOMEM;
@@ -993,14 +1031,11 @@ int store_account_list(struct store *s, struct account_record **ret, size_t *ret
         return -ENOMEM;
     allocated = 1;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n + 1 >= allocated) {
-            struct account_record *l = reallocarray(list, allocated * 2, sizeof(*l));
-            if (!l)
-                return -ENOMEM;
-            list = l;
-            memset(list + allocated, 0, allocated * sizeof(*l));
-            allocated *= 2;
-        }
+        struct account_record *l = list_reserve(list, &allocated, n, sizeof(*l));
+
+        if (!l)
+            return -ENOMEM;
+        list = l;
         r = account_from_row(st, false, &list[n]);
         if (r < 0) {
             /* Put the list's end marker back where account_record_list_free() expects it. */
@@ -1042,12 +1077,7 @@ static int account_update(struct store *s, enum stmt id, const char *name, bool 
         if (r < 0)
             return r;
     }
-    if (bump) {
-        r = generation_bump(s);
-        if (r < 0)
-            return r;
-    }
-    return tx_commit(&tx);
+    return bump ? tx_commit_bumped(&tx) : tx_commit(&tx);
 }
 
 static int bind_text_and_now(struct store *s, sqlite3_stmt *st, const void *arg)
@@ -1150,7 +1180,7 @@ int store_token_get(struct store *s, const char *name, struct secret **ret_token
 {
     _cleanup_stmt_ sqlite3_stmt *st = s->stmts[STMT_TOKEN_GET];
     _cleanup_(secret_freep) struct secret *token = NULL;
-    int rc, r;
+    int r;
 
     r = check_account_name(s, name);
     if (r < 0)
@@ -1158,11 +1188,9 @@ int store_token_get(struct store *s, const char *name, struct secret **ret_token
     r = bind_text(s, st, 1, name);
     if (r < 0)
         return r;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        return store_failf(s, -ENOENT, "No account '%s'", name);
-    if (rc != SQLITE_ROW)
-        return store_fail(s, rc);
+    r = stmt_step_row(s, st, "account", name);
+    if (r < 0)
+        return r;
     r = column_secret(st, 0, &token);
     if (r < 0)
         return r;
@@ -1195,10 +1223,7 @@ static int write_and_bump(struct store *s, enum stmt id, const char *a, const ch
         if (r < 0)
             return r;
     }
-    r = generation_bump(s);
-    if (r < 0)
-        return r;
-    return tx_commit(&tx);
+    return tx_commit_bumped(&tx);
 }
 
 int store_map_set(struct store *s, const char *alias, const char *target)
@@ -1273,15 +1298,11 @@ static int pair_list(struct store *s, enum stmt id, struct map_entry **ret, size
     allocated = 1;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         _cleanup_free_ char *alias = NULL, *target = NULL;
+        struct map_entry *l = list_reserve(list, &allocated, n, sizeof(*l));
 
-        if (n + 1 >= allocated) {
-            struct map_entry *l = reallocarray(list, allocated * 2, sizeof(*l));
-            if (!l)
-                return -ENOMEM;
-            list = l;
-            memset(list + allocated, 0, allocated * sizeof(*l));
-            allocated *= 2;
-        }
+        if (!l)
+            return -ENOMEM;
+        list = l;
         if ((r = column_strdup(st, 0, &alias)) < 0 || (r = column_strdup(st, 1, &target)) < 0)
             return r;
         if (!alias || !target)
@@ -1563,10 +1584,7 @@ int store_member_add(struct store *s, const struct member_record *m)
         if (r < 0)
             return r;
     }
-    r = generation_bump(s);
-    if (r < 0)
-        return r;
-    return tx_commit(&tx);
+    return tx_commit_bumped(&tx);
 }
 
 /* One UPDATE or DELETE of a member row in a transaction that bumps the generation. */
@@ -1592,10 +1610,7 @@ static int member_update(struct store *s, enum stmt id, const char *name,
         if (r < 0)
             return r;
     }
-    r = generation_bump(s);
-    if (r < 0)
-        return r;
-    return tx_commit(&tx);
+    return tx_commit_bumped(&tx);
 }
 
 int store_member_set_limits(struct store *s, const struct member_record *m)
@@ -1679,17 +1694,15 @@ int store_member_get(struct store *s, const char *name, int64_t since_usec,
 {
     _cleanup_stmt_ sqlite3_stmt *st = s->stmts[STMT_MEMBER_GET];
     _cleanup_(member_record_freep) struct member_record *m = NULL;
-    int rc, r;
+    int r;
 
     if (!account_name_is_valid(name))
         return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
     if ((r = bind_text(s, st, 1, name)) < 0 || (r = bind_int64(s, st, 2, since_usec)) < 0)
         return r;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        return store_failf(s, -ENOENT, "No member '%s'", name);
-    if (rc != SQLITE_ROW)
-        return store_fail(s, rc);
+    r = stmt_step_row(s, st, "member", name);
+    if (r < 0)
+        return r;
     m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
@@ -1715,14 +1728,11 @@ int store_member_list(struct store *s, int64_t since_usec, struct member_record 
     if (!list)
         return -ENOMEM;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n + 1 >= allocated) {
-            struct member_record *l = reallocarray(list, allocated * 2, sizeof(*l));
-            if (!l)
-                return -ENOMEM;
-            list = l;
-            memset(list + allocated, 0, allocated * sizeof(*l));
-            allocated *= 2;
-        }
+        struct member_record *l = list_reserve(list, &allocated, n, sizeof(*l));
+
+        if (!l)
+            return -ENOMEM;
+        list = l;
         r = member_from_row(st, &list[n]);
         if (r < 0) {
             member_record_done(&list[n]);

@@ -186,13 +186,8 @@ void router_config_help(FILE *f)
 static int set_or_complain(struct router_config *cfg, const char *source, const char *key,
                            const char *value)
 {
-    struct parse_error err = {};
-    int r;
-
-    r = conf_set(&router_config_table, cfg, key, value, &err);
-    if (r < 0)
-        fprintf(stderr, "dualroute-routerd: %s: %s\n", source, err.text);
-    return r;
+    return conf_set_or_complain(&router_config_table, cfg, "dualroute-routerd", source, key, value,
+                                stderr);
 }
 
 /* Applies one parsed option; NULL key means the option is not a setting. */
@@ -212,7 +207,6 @@ static int apply_option(struct router_config *cfg, int c, const char *arg)
         {'m', "log_mode", "minimal"},
         {'V', "log_mode", "verbose"},
     };
-    char source[64];
 
     for (size_t i = 0; i < ELEMENTSOF(flags); i++)
         if (flags[i].opt == c)
@@ -235,21 +229,8 @@ static int apply_option(struct router_config *cfg, int c, const char *arg)
         int r = set_or_complain(cfg, "command line", "enable_anthropic", "yes");
         return r < 0 ? r : set_or_complain(cfg, "command line", "enable_openai", "yes");
     }
-    case OPT_SET: {
-        _cleanup_free_ char *key = strdup(arg);
-        char *eq;
-
-        if (!key)
-            return -ENOMEM;
-        eq = strchr(key, '=');
-        if (!eq) {
-            fprintf(stderr, "dualroute-routerd: --set expects KEY=VALUE, not '%s'\n", arg);
-            return -EINVAL;
-        }
-        *eq = '\0';
-        snprintf(source, sizeof source, "--set %.40s", key);
-        return set_or_complain(cfg, source, key, eq + 1);
-    }
+    case OPT_SET:
+        return conf_set_assignment(&router_config_table, cfg, "dualroute-routerd", arg, stderr);
     default:
         return 0;
     }
@@ -258,9 +239,16 @@ static int apply_option(struct router_config *cfg, int c, const char *arg)
 int router_config_load(int argc, char **argv, struct router_config *cfg,
                        enum config_action *ret_action)
 {
+    /* The environment, applied after the file and before the command line, in this order. */
+    static const struct {
+        const char *env, *key;
+    } env_keys[] = {
+        {"ANTHROPIC_DEFAULT_MODEL", "default_model"},
+        {"DUALROUTE_AUTHD_SOCKET", "authd_socket"},
+        {"ROUTER_PORT", "port"},
+    };
     enum config_action action = CONFIG_RUN;
-    const char *config_path = NULL, *e;
-    struct parse_error err = {};
+    const char *config_path = NULL;
     int c, r;
 
     r = conf_init(&router_config_table, cfg);
@@ -302,37 +290,19 @@ int router_config_load(int argc, char **argv, struct router_config *cfg,
     }
 
     /* The file: an explicit --config must exist; the default one may be absent. */
-    r = conf_load_file(&router_config_table, cfg,
-                       config_path ? config_path : ROUTERD_DEFAULT_CONFIG, &err);
-    if (r == -ENOENT && !config_path && err.line == 0)
-        r = 0;
-    if (r < 0) {
-        if (err.line > 0)
-            fprintf(stderr, "%s:%d: %s\n", config_path ? config_path : ROUTERD_DEFAULT_CONFIG,
-                    err.line, err.text);
-        else
-            fprintf(stderr, "%s: %s\n", config_path ? config_path : ROUTERD_DEFAULT_CONFIG,
-                    err.text);
+    r = conf_load_file_or_default(&router_config_table, cfg, config_path, ROUTERD_DEFAULT_CONFIG,
+                                  stderr);
+    if (r < 0)
         return r;
-    }
 
-    e = getenv("ANTHROPIC_DEFAULT_MODEL");
-    if (e && *e) {
-        r = set_or_complain(cfg, "ANTHROPIC_DEFAULT_MODEL", "default_model", e);
-        if (r < 0)
-            return r;
-    }
-    e = getenv("DUALROUTE_AUTHD_SOCKET");
-    if (e && *e) {
-        r = set_or_complain(cfg, "DUALROUTE_AUTHD_SOCKET", "authd_socket", e);
-        if (r < 0)
-            return r;
-    }
-    e = getenv("ROUTER_PORT");
-    if (e && *e) {
-        r = set_or_complain(cfg, "ROUTER_PORT", "port", e);
-        if (r < 0)
-            return r;
+    for (size_t i = 0; i < ELEMENTSOF(env_keys); i++) {
+        const char *e = getenv(env_keys[i].env);
+
+        if (e && *e) {
+            r = set_or_complain(cfg, env_keys[i].env, env_keys[i].key, e);
+            if (r < 0)
+                return r;
+        }
     }
 
     optind = 1;

@@ -168,6 +168,55 @@ int conf_set(const struct conf_table *t, void *cfg, const char *key, const char 
     return conf_store(k, cfg, value, reterr);
 }
 
+int conf_set_or_complain(const struct conf_table *t, void *cfg, const char *program,
+                         const char *source, const char *key, const char *value, FILE *f)
+{
+    struct parse_error err = {};
+    int r;
+
+    r = conf_set(t, cfg, key, value, &err);
+    if (r < 0)
+        fprintf(f, "%s: %s: %s\n", program, source, err.text);
+    return r;
+}
+
+int conf_set_assignment(const struct conf_table *t, void *cfg, const char *program, const char *arg,
+                        FILE *f)
+{
+    _cleanup_free_ char *key = strdup(arg);
+    char source[64], *eq;
+
+    if (!key)
+        return -ENOMEM;
+    eq = strchr(key, '=');
+    if (!eq) {
+        fprintf(f, "%s: --set expects KEY=VALUE, not '%s'\n", program, arg);
+        return -EINVAL;
+    }
+    *eq = '\0';
+    snprintf(source, sizeof source, "--set %.40s", key);
+    return conf_set_or_complain(t, cfg, program, source, key, eq + 1, f);
+}
+
+int conf_load_file_or_default(const struct conf_table *t, void *cfg, const char *path,
+                              const char *default_path, FILE *f)
+{
+    const char *p = path ? path : default_path;
+    struct parse_error err = {};
+    int r;
+
+    r = conf_load_file(t, cfg, p, &err);
+    if (r == -ENOENT && !path && err.line == 0)
+        return 0;
+    if (r < 0) {
+        if (err.line > 0)
+            fprintf(f, "%s:%d: %s\n", p, err.line, err.text);
+        else
+            fprintf(f, "%s: %s\n", p, err.text);
+    }
+    return r;
+}
+
 static char *span_trim(char *s, char *e)
 {
     while (s < e && (*s == ' ' || *s == '\t'))

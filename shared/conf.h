@@ -59,6 +59,22 @@ int conf_parse_buffer(const struct conf_table *t, void *cfg, const char *data, s
  * path treats as "built-in defaults". */
 int conf_load_file(const struct conf_table *t, void *cfg, const char *path,
                    struct parse_error *reterr);
+/* Command-line helpers for the daemons. Each writes its complaint to f (the daemons pass stderr)
+ * and returns the error, so a daemon's options, environment and file read the same way. */
+
+/* conf_set(); on failure writes "program: source: reason". */
+int conf_set_or_complain(const struct conf_table *t, void *cfg, const char *program,
+                         const char *source, const char *key, const char *value, FILE *f);
+/* --set's argument, "KEY=VALUE": sets KEY with source "--set KEY". Without '=' writes
+ * "program: --set expects KEY=VALUE, not 'arg'" and returns -EINVAL. */
+int conf_set_assignment(const struct conf_table *t, void *cfg, const char *program, const char *arg,
+                        FILE *f);
+/* Loads path, or default_path when path is NULL; a default file that does not exist is not an
+ * error (built-in defaults), an explicit one is. On failure writes "file:line: reason" (or
+ * "file: reason" when the error has no line). */
+int conf_load_file_or_default(const struct conf_table *t, void *cfg, const char *path,
+                              const char *default_path, FILE *f);
+
 /* Writes every key as "key = value", each preceded by its help line, in table order. Strings are
  * quoted ("" for unset); a string key that is unset with no default is written commented out.
  * The output reads back to the same values. */

@@ -778,3 +778,89 @@ TEST(conf_load_file_size_limit)
     free(data);
     conf_done(&table, &c);
 }
+
+/* The command-line helpers: what they set, and the complaint each writes. */
+
+static FILE *complaints(char **text, size_t *n)
+{
+    FILE *f = open_memstream(text, n);
+
+    ASSERT_NOT_NULL(f);
+    return f;
+}
+
+TEST(conf_set_or_complain)
+{
+    struct test_config c;
+    char *text = NULL;
+    size_t n = 0;
+    FILE *f = complaints(&text, &n);
+
+    config_init(&c);
+    ASSERT_OK(conf_set_or_complain(&table, &c, "prog", "--count", "count", "7", f));
+    ASSERT_EQ(c.count, 7);
+    ASSERT_ERROR(conf_set_or_complain(&table, &c, "prog", "--count", "count", "999", f), ERANGE);
+    ASSERT_ERROR(conf_set_or_complain(&table, &c, "prog", "ENV", "nope", "1", f), ENOENT);
+    ASSERT_EQ(fclose(f), 0);
+    ASSERT_STREQ(text, "prog: --count: 'count' must be between -5 and 100\n"
+                       "prog: ENV: unknown key 'nope'\n");
+    ASSERT_EQ(c.count, 7);
+    free(text);
+    conf_done(&table, &c);
+}
+
+TEST(conf_set_assignment)
+{
+    struct test_config c;
+    char *text = NULL;
+    size_t n = 0;
+    FILE *f = complaints(&text, &n);
+
+    config_init(&c);
+    ASSERT_OK(conf_set_assignment(&table, &c, "prog", "name=a=b", f));
+    ASSERT_STREQ(c.name, "a=b");
+    ASSERT_OK(conf_set_assignment(&table, &c, "prog", "name=", f));
+    ASSERT_NULL(c.name);
+    ASSERT_ERROR(conf_set_assignment(&table, &c, "prog", "count", f), EINVAL);
+    ASSERT_ERROR(conf_set_assignment(&table, &c, "prog", "flag=maybe", f), EINVAL);
+    ASSERT_ERROR(conf_set_assignment(&table, &c, "prog", "=1", f), ENOENT);
+    ASSERT_EQ(fclose(f), 0);
+    ASSERT_STREQ(text, "prog: --set expects KEY=VALUE, not 'count'\n"
+                       "prog: --set flag: 'flag' expects yes or no, not 'maybe'\n"
+                       "prog: --set : unknown key ''\n");
+    free(text);
+    conf_done(&table, &c);
+}
+
+TEST(conf_load_file_or_default)
+{
+    static const char good[] = "count = 42\n", bad[] = "count = 1\nnope = 2\n";
+    struct test_config c;
+    char *text = NULL, *path, *expected;
+    size_t n = 0;
+    FILE *f = complaints(&text, &n);
+
+    config_init(&c);
+    /* A missing default file means built-in defaults; a missing explicit one is an error. */
+    ASSERT_OK(conf_load_file_or_default(&table, &c, NULL, "/nonexistent/d.conf", f));
+    ASSERT_EQ(c.count, 10);
+    ASSERT_ERROR(
+        conf_load_file_or_default(&table, &c, "/nonexistent/x.conf", "/nonexistent/d.conf", f),
+        ENOENT);
+    path = write_temp("good.conf", good, sizeof good - 1);
+    ASSERT_OK(conf_load_file_or_default(&table, &c, NULL, path, f));
+    ASSERT_EQ(c.count, 42);
+    remove_temp(path);
+    /* An unknown key in the default file is -ENOENT too, but with a line: still an error. */
+    path = write_temp("bad.conf", bad, sizeof bad - 1);
+    ASSERT_ERROR(conf_load_file_or_default(&table, &c, NULL, path, f), ENOENT);
+    ASSERT_EQ(fclose(f), 0);
+    ASSERT_TRUE(startswith(text, "/nonexistent/x.conf: cannot open: "));
+    ASSERT_TRUE(asprintf(&expected, "%s:2: unknown key 'nope'\n", path) > 0);
+    ASSERT_NOT_NULL(strstr(text, expected));
+    ASSERT_NULL(strstr(text, "/d.conf"));
+    free(expected);
+    remove_temp(path);
+    free(text);
+    conf_done(&table, &c);
+}
