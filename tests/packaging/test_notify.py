@@ -9,6 +9,7 @@ log level) while an open keep-alive connection keeps working."""
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -201,9 +202,12 @@ class NotifyTest(unittest.TestCase):
         self.assertEqual(post("/v1/chat/completions", chat), 404)
         self.assertEqual(post("/v1/messages", json.dumps(messages_body())), 200)
         self.assertIs(conn.sock, sock_before, "the keep-alive connection was replaced")
-        log = wait_until(lambda: _has(read_log(self.workdir, "routerd-hup.log"), "[Anthropic]"),
-                         5, message="a minimal log line")
-        self.assertRegex(log, r"\[\d\d:\d\d:\d\d\] \[Anthropic\] \S+ 200 ")
+        # The normal-mode lines before the reload also say "[Anthropic]": wait for the minimal
+        # line itself (routerd writes it when the request ends, which may be after the answer).
+        minimal = re.compile(r"\[\d\d:\d\d:\d\d\] \[Anthropic\] \S+ 200 ")
+        log = wait_until(lambda: (lambda t: t if minimal.search(t) else None)(
+            read_log(self.workdir, "routerd-hup.log")), 5, message="a minimal log line")
+        self.assertRegex(log, minimal)
         self.assertIn("Reloaded 'enable_openai' = no", log)
         self.assertIn("'max_connections' changed in the configuration; it takes effect at the next restart",
                       log)
