@@ -1,8 +1,7 @@
 /* http.c: authd's HTTP client, libcurl multi on sd-event (see http.h).
  *
- * The wiring follows routerd/server.c: curl's socket callback adds, changes or drops one io
- * source per socket, its timer callback arms one time source (or a defer source for "now"), and
- * after each curl_multi_socket_action() the finished transfers are collected. A finished
+ * The wiring is shared/curl-event.c, as in routerd: after each curl_multi_socket_action() the
+ * finished transfers are collected. A finished
  * request's callback runs after its easy handle left the multi handle, so the callback may start
  * or cancel other requests. Requests sit in a doubly linked list so the client can free them all.
  */
@@ -10,12 +9,12 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 
 #include <curl/curl.h>
 #include <systemd/sd-event.h>
 
 #include "buf.h"
+#include "curl-event.h"
 #include "http.h"
 #include "log.h"
 #include "macro.h"
@@ -36,10 +35,7 @@ struct http_request {
 };
 
 struct http_client {
-    sd_event *event;
-    CURLM *multi;
-    sd_event_source *timer;
-    sd_event_source *defer;
+    struct curl_event curl;
     struct http_request *requests;
 };
 
@@ -61,7 +57,7 @@ static void request_free(struct http_request *r)
     if (r->client) {
         request_unlink(r);
         if (r->easy)
-            curl_multi_remove_handle(r->client->multi, r->easy);
+            curl_multi_remove_handle(r->client->curl.multi, r->easy);
     }
     if (r->easy)
         curl_easy_cleanup(r->easy);
@@ -102,7 +98,7 @@ static void request_done(struct http_request *r, CURLcode code)
 
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     /* Leave the multi handle first, so the callback may start or cancel requests freely. */
-    curl_multi_remove_handle(r->client->multi, r->easy);
+    curl_multi_remove_handle(r->client->curl.multi, r->easy);
     request_unlink(r);
     r->client = NULL;
 
@@ -133,7 +129,7 @@ static void client_check_done(struct http_client *c)
     CURLMsg *m;
     int left;
 
-    while ((m = curl_multi_info_read(c->multi, &left))) {
+    while ((m = curl_multi_info_read(c->curl.multi, &left))) {
         struct http_request *r = NULL;
 
         if (m->msg != CURLMSG_DONE)
@@ -144,87 +140,14 @@ static void client_check_done(struct http_client *c)
     }
 }
 
-static void client_action(struct http_client *c, curl_socket_t fd, int mask)
+/* curl_event's act(): a socket or curl's timeout woke the loop. */
+static void client_action(struct curl_event *ce, curl_socket_t fd, int mask)
 {
+    struct http_client *c = ce->userdata;
     int running = 0;
 
-    curl_multi_socket_action(c->multi, fd, mask, &running);
+    curl_multi_socket_action(ce->multi, fd, mask, &running);
     client_check_done(c);
-}
-
-static int on_io(_unused_ sd_event_source *src, int fd, uint32_t revents, void *userdata)
-{
-    int mask = 0;
-
-    if (revents & EPOLLIN)
-        mask |= CURL_CSELECT_IN;
-    if (revents & EPOLLOUT)
-        mask |= CURL_CSELECT_OUT;
-    if (revents & (EPOLLERR | EPOLLHUP))
-        mask |= CURL_CSELECT_ERR;
-    client_action(userdata, fd, mask);
-    return 0;
-}
-
-static int on_timer(_unused_ sd_event_source *src, _unused_ uint64_t usec, void *userdata)
-{
-    client_action(userdata, CURL_SOCKET_TIMEOUT, 0);
-    return 0;
-}
-
-static int on_defer(_unused_ sd_event_source *src, void *userdata)
-{
-    client_action(userdata, CURL_SOCKET_TIMEOUT, 0);
-    return 0;
-}
-
-static int socket_cb(_unused_ CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct http_client *c = userp;
-    sd_event_source *src = socketp;
-    uint32_t events = 0;
-    int r;
-
-    if (what == CURL_POLL_REMOVE) {
-        if (src) {
-            sd_event_source_disable_unref(src);
-            curl_multi_assign(c->multi, fd, NULL);
-        }
-        return 0;
-    }
-    if (what & CURL_POLL_IN)
-        events |= EPOLLIN;
-    if (what & CURL_POLL_OUT)
-        events |= EPOLLOUT;
-    if (src) {
-        r = sd_event_source_set_io_events(src, events);
-        if (r >= 0)
-            r = sd_event_source_set_enabled(src, SD_EVENT_ON);
-    } else {
-        r = sd_event_add_io(c->event, &src, fd, events, on_io, c);
-        if (r >= 0)
-            curl_multi_assign(c->multi, fd, src);
-    }
-    if (r < 0)
-        log_warning_errno(r, "Failed to watch HTTP socket %d: %m", fd);
-    return 0;
-}
-
-static int timer_cb(_unused_ CURLM *multi, long timeout_ms, void *userp)
-{
-    struct http_client *c = userp;
-
-    if (timeout_ms < 0) {
-        sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-        return 0;
-    }
-    if (timeout_ms == 0) {
-        sd_event_source_set_enabled(c->defer, SD_EVENT_ONESHOT);
-        return 0;
-    }
-    sd_event_source_set_time(c->timer, now_usec() + (uint64_t)timeout_ms * USEC_PER_MSEC);
-    sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
-    return 0;
 }
 
 int http_client_new(sd_event *e, struct http_client **ret)
@@ -241,24 +164,9 @@ int http_client_new(sd_event *e, struct http_client **ret)
     c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    c->event = e;
-    c->multi = curl_multi_init();
-    if (!c->multi) {
-        r = -ENOMEM;
-        goto fail;
-    }
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    r = sd_event_add_time(e, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_timer, c);
+    r = curl_event_init(&c->curl, e, 0, 1000, client_action, c);
     if (r < 0)
         goto fail;
-    sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-    r = sd_event_add_defer(e, &c->defer, on_defer, c);
-    if (r < 0)
-        goto fail;
-    sd_event_source_set_enabled(c->defer, SD_EVENT_OFF);
     *ret = c;
     return 0;
 fail:
@@ -272,11 +180,7 @@ struct http_client *http_client_free(struct http_client *c)
         return NULL;
     while (c->requests)
         request_free(c->requests);
-    /* curl_multi_cleanup() may still call socket_cb() for sockets it closes. */
-    if (c->multi)
-        curl_multi_cleanup(c->multi);
-    sd_event_source_disable_unref(c->timer);
-    sd_event_source_disable_unref(c->defer);
+    curl_event_done(&c->curl);
     free(c);
     return NULL;
 }
@@ -334,7 +238,7 @@ static int request_start(struct http_client *c, struct http_request *r, struct h
 {
     if (r->headers)
         curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
-    if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) {
+    if (curl_multi_add_handle(c->curl.multi, r->easy) != CURLM_OK) {
         request_free(r);
         return -ENOMEM;
     }

@@ -48,7 +48,7 @@ static void fetch_free(struct server *s)
     if (!f)
         return;
     if (f->easy) {
-        curl_multi_remove_handle(s->multi, f->easy);
+        curl_multi_remove_handle(s->curl.multi, f->easy);
         curl_easy_cleanup(f->easy);
     }
     curl_slist_wipe_free(f->headers);
@@ -120,7 +120,7 @@ static int fetch_page(struct server *s, const char *after_id)
     curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(s->cfg->upstream_connect_timeout / USEC_PER_MSEC));
     curl_easy_setopt(f->easy, CURLOPT_TIMEOUT, 60L);
-    if (curl_multi_add_handle(s->multi, f->easy) != CURLM_OK)
+    if (curl_multi_add_handle(s->curl.multi, f->easy) != CURLM_OK)
         return -EIO;
     f->pages++;
     return 0;
@@ -172,7 +172,7 @@ void models_transfer_done(struct server *s, CURLcode result)
     int r;
 
     curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(s->multi, f->easy);
+    curl_multi_remove_handle(s->curl.multi, f->easy);
     curl_easy_cleanup(f->easy);
     f->easy = NULL;
     if (result != CURLE_OK) {

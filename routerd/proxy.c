@@ -143,7 +143,7 @@ static void upstream_release(struct request *req)
     struct server *s = req->server;
 
     if (req->easy) {
-        curl_multi_remove_handle(s->multi, req->easy);
+        curl_multi_remove_handle(s->curl.multi, req->easy);
         server_easy_put(s, req->easy);
         req->easy = NULL;
     }
@@ -937,7 +937,7 @@ static int upstream_launch(struct request *req, const struct upstream_cred *cred
     curl_easy_setopt(req->easy, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(s->cfg->upstream_connect_timeout / USEC_PER_MSEC));
 
-    if (curl_multi_add_handle(s->multi, req->easy) != CURLM_OK) {
+    if (curl_multi_add_handle(s->curl.multi, req->easy) != CURLM_OK) {
         server_easy_put(s, req->easy);
         req->easy = NULL;
         return -EIO;

@@ -25,6 +25,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "authd-client.h"
+#include "curl-event.h"
 #include "log.h"
 #include "models.h"
 #include "proxy.h"
@@ -120,7 +121,7 @@ static void curl_check_done(struct server *s)
     CURLMsg *m;
     int left;
 
-    while ((m = curl_multi_info_read(s->multi, &left))) {
+    while ((m = curl_multi_info_read(s->curl.multi, &left))) {
         struct request *req = NULL;
 
         if (m->msg != CURLMSG_DONE)
@@ -140,12 +141,15 @@ static void curl_drive(struct server *s, curl_socket_t fd, int mask)
 {
     int running = 0;
 
-    curl_multi_socket_action(s->multi, fd, mask, &running);
+    curl_multi_socket_action(s->curl.multi, fd, mask, &running);
     curl_check_done(s);
 }
 
-static void curl_action(struct server *s, curl_socket_t fd, int mask)
+/* curl_event's act(): a socket or curl's timeout woke the loop. */
+static void curl_action(struct curl_event *ce, curl_socket_t fd, int mask)
 {
+    struct server *s = ce->userdata;
+
     curl_drive(s, fd, mask);
     /* Curl's callbacks resumed connections; now that curl has returned, MHD may run at once
      * rather than one loop pass later (its defer source then finds nothing to do). */
@@ -158,89 +162,8 @@ static void curl_action(struct server *s, curl_socket_t fd, int mask)
 void server_kick_curl(struct server *s)
 {
     /* Not curl_action(): this runs inside MHD's access handler, where MHD must not run again. */
-    sd_event_source_set_enabled(s->curl_defer, SD_EVENT_OFF);
+    curl_event_cancel_defer(&s->curl);
     curl_drive(s, CURL_SOCKET_TIMEOUT, 0);
-}
-
-static int on_curl_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
-{
-    int mask = 0;
-
-    if (revents & EPOLLIN)
-        mask |= CURL_CSELECT_IN;
-    if (revents & EPOLLOUT)
-        mask |= CURL_CSELECT_OUT;
-    if (revents & (EPOLLERR | EPOLLHUP))
-        mask |= CURL_CSELECT_ERR;
-    curl_action(userdata, fd, mask);
-    return 0;
-}
-
-static int on_curl_timer(sd_event_source *src, uint64_t usec, void *userdata)
-{
-    curl_action(userdata, CURL_SOCKET_TIMEOUT, 0);
-    return 0;
-}
-
-static int on_curl_defer(sd_event_source *src, void *userdata)
-{
-    curl_action(userdata, CURL_SOCKET_TIMEOUT, 0);
-    return 0;
-}
-
-static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct server *s = userp;
-    sd_event_source *src = socketp;
-    uint32_t events = 0;
-    int r;
-
-    if (what == CURL_POLL_REMOVE) {
-        if (src) {
-            sd_event_source_disable_unref(src);
-            curl_multi_assign(s->multi, fd, NULL);
-        }
-        return 0;
-    }
-    if (what & CURL_POLL_IN)
-        events |= EPOLLIN;
-    if (what & CURL_POLL_OUT)
-        events |= EPOLLOUT;
-
-    if (src) {
-        r = sd_event_source_set_io_events(src, events);
-        if (r >= 0)
-            r = sd_event_source_set_enabled(src, SD_EVENT_ON);
-    } else {
-        r = sd_event_add_io(s->event, &src, fd, events, on_curl_io, s);
-        if (r >= 0) {
-            /* Upstream sockets before MHD: under saturation MHD always has work pending, and at
-             * equal priority an upstream answer could wait 50-300 ms to be read (measured, p99
-             * at 16 connections 325 ms before, 2.4 ms after). */
-            (void)sd_event_source_set_priority(src, SD_EVENT_PRIORITY_IMPORTANT);
-            curl_multi_assign(s->multi, fd, src);
-        }
-    }
-    if (r < 0)
-        log_warning_errno(r, "Failed to watch upstream socket %d: %m", fd);
-    return 0;
-}
-
-static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct server *s = userp;
-
-    if (timeout_ms < 0) {
-        sd_event_source_set_enabled(s->curl_timer, SD_EVENT_OFF);
-        return 0;
-    }
-    if (timeout_ms == 0) {
-        sd_event_source_set_enabled(s->curl_defer, SD_EVENT_ONESHOT);
-        return 0;
-    }
-    sd_event_source_set_time(s->curl_timer, now_usec() + (uint64_t)timeout_ms * USEC_PER_MSEC);
-    sd_event_source_set_enabled(s->curl_timer, SD_EVENT_ONESHOT);
-    return 0;
 }
 
 struct curl_slist *server_auth_header(const char *prefix, const char *key, size_t len)
@@ -868,23 +791,13 @@ int server_new(sd_event *e, const struct router_config *cfg, struct secret *api_
                                    cfg->metrics_key_file);
     }
 
-    s->multi = curl_multi_init();
-    if (!s->multi)
-        return -ENOMEM;
-    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
-    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
-    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
-    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
-    curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)MIN(cfg->max_connections, 4096));
-
-    r = sd_event_add_time(e, &s->curl_timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_curl_timer, s);
+    /* Upstream sockets before MHD: under saturation MHD always has work pending, and at equal
+     * priority an upstream answer could wait 50-300 ms to be read (measured, p99 at 16
+     * connections 325 ms before, 2.4 ms after). curl's timer needs 1 µs accuracy. */
+    r = curl_event_init(&s->curl, e, SD_EVENT_PRIORITY_IMPORTANT, 1, curl_action, s);
     if (r < 0)
         return r;
-    sd_event_source_set_enabled(s->curl_timer, SD_EVENT_OFF);
-    r = sd_event_add_defer(e, &s->curl_defer, on_curl_defer, s);
-    if (r < 0)
-        return r;
-    sd_event_source_set_enabled(s->curl_defer, SD_EVENT_OFF);
+    curl_multi_setopt(s->curl.multi, CURLMOPT_MAXCONNECTS, (long)MIN(cfg->max_connections, 4096));
 
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
@@ -937,10 +850,7 @@ struct server *server_free(struct server *s)
     models_free(s);
     for (size_t i = 0; i < s->n_easy_pool; i++)
         curl_easy_cleanup(s->easy_pool[i]);
-    if (s->multi)
-        curl_multi_cleanup(s->multi);
-    s->curl_timer = sd_event_source_disable_unref(s->curl_timer);
-    s->curl_defer = sd_event_source_disable_unref(s->curl_defer);
+    curl_event_done(&s->curl);
 
     secret_free(s->api_key);
     free(s->upstream_base);

@@ -10,6 +10,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "curl-event.h"
 #include "ledger.h"
 #include "macro.h"
 #include "metrics.h"
@@ -37,8 +38,7 @@ struct server {
     uint64_t mhd_deadline;
     bool mhd_wanted; /* a connection was resumed: MHD must run soon */
 
-    CURLM *multi;
-    sd_event_source *curl_timer, *curl_defer;
+    struct curl_event curl; /* the upstream transfers */
     CURL *easy_pool[EASY_POOL_MAX];
     size_t n_easy_pool;
 
