@@ -284,7 +284,13 @@ class TeamTest(RouterTestCase):
             resp = None
             for _ in range(60):
                 try:
-                    resp = self.messages(r, key) if i % 2 else self.chat(r, key)
+                    # The Messages half answers 50 ms late (the fake reads "fake" from the body
+                    # routerd forwards), so reservations are surely in flight while the budget
+                    # runs out, whatever the machine's speed.
+                    resp = (http_request(r.port, "POST", "/v1/messages",
+                                         messages_body(fake={"first_byte_delay_ms": 50}),
+                                         self.anthropic_headers(key, False))
+                            if i % 2 else self.chat(r, key))
                 except Exception as e:  # noqa: BLE001
                     resp = e
                     break
