@@ -847,8 +847,7 @@ static int vertex_prepare(struct request *req, const struct upstream_cred *cred,
     beta = req->translate ? (req->tctx.anthropic_beta[0] ? req->tctx.anthropic_beta : NULL)
                           : header(req, "anthropic-beta");
     if (beta) {
-        r = vertex_filter_betas(beta, count, (const char *const *)s->vertex_drop_betas, &betas,
-                                &dropped);
+        r = vertex_filter_betas(beta, count, s->cfg->vertex_drop_betas, &betas, &dropped);
         if (r < 0)
             return http_reply_error(req, 400, "The anthropic-beta header is not valid.") < 0
                        ? -ENOMEM

@@ -629,16 +629,18 @@ static void on_snapshot(const json_t *snapshot, void *userdata)
     _cleanup_free_ char *text = NULL;
     int r;
 
-    r = route_table_apply(&s->routes, snapshot);
-    if (r < 0) {
-        log_error_errno(r, "authd sent routes that do not parse; keeping the previous ones.");
-        return;
-    }
+    /* Aliases and routes are checked before either is applied, so they change together. */
     text = json_is_object(aliases) ? json_dumps(aliases, JSON_COMPACT) : strdup("{}");
     if (!text || model_map_parse(&map, text, strlen(text), &err) < 0 ||
         model_map_set_default(&map, def ? def : s->cfg->default_model) < 0) {
         log_error("authd sent model aliases that do not parse (%s); keeping the previous ones.",
                   text ? err.text : "out of memory");
+        model_map_done(&map);
+        return;
+    }
+    r = route_table_apply(&s->routes, snapshot);
+    if (r < 0) {
+        log_error_errno(r, "authd sent routes that do not parse; keeping the previous ones.");
         model_map_done(&map);
         return;
     }
@@ -653,67 +655,20 @@ static void on_snapshot(const json_t *snapshot, void *userdata)
              json_array_size(s->routes.routes), map.n_entries);
 }
 
-/* Splits a comma-separated list into a NULL-terminated array of trimmed, non-empty items. */
-static int split_list(const char *text, char ***ret)
-{
-    _cleanup_free_ char *copy = NULL;
-    char **v = NULL, *save = NULL, *tok;
-    size_t n = 0;
-
-    *ret = NULL;
-    if (!text || !*text)
-        return 0;
-    copy = strdup(text);
-    if (!copy)
-        return -ENOMEM;
-    for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char **nv;
-
-        tok += strspn(tok, " \t");
-        tok[strcspn(tok, " \t")] = '\0';
-        if (!*tok)
-            continue;
-        nv = realloc(v, (n + 2) * sizeof *v);
-        if (!nv || !(nv[n] = strdup(tok))) {
-            free(nv ? nv : v);
-            return -ENOMEM; /* leaks nothing but the items so far, at start-up */
-        }
-        v = nv;
-        v[++n] = NULL;
-    }
-    *ret = v;
-    return 0;
-}
-
-static void strv_free(char **v)
-{
-    for (char **i = v; i && *i; i++)
-        free(*i);
-    free(v);
-}
-
 int server_apply_config(struct server *s)
 {
     _cleanup_(model_map_done) struct model_map map = {};
-    char **betas = NULL;
     int r;
 
-    r = split_list(s->cfg->vertex_drop_betas, &betas);
-    if (r < 0)
-        return log_error_errno(r, "Failed to apply vertex_drop_betas: %m");
     /* Service mode: the mappings and the default model come with authd's next snapshot. */
     if (!s->authd) {
         r = load_mappings(s->cfg, &map);
-        if (r < 0) {
-            strv_free(betas);
+        if (r < 0)
             return r;
-        }
         model_map_done(&s->model_map);
         s->model_map = map;
         map = (struct model_map){};
     }
-    strv_free(s->vertex_drop_betas);
-    s->vertex_drop_betas = betas;
     s->translate_options.overloaded_as_503 = s->cfg->openai_overloaded_as_503;
     return 0;
 }
@@ -765,9 +720,6 @@ int server_new(sd_event *e, const struct router_config *cfg, struct secret *api_
     s->translate_options = TRANSLATE_OPTIONS_DEFAULT;
     s->translate_options.overloaded_as_503 = cfg->openai_overloaded_as_503;
     r = server_load_mappings(s);
-    if (r < 0)
-        return r;
-    r = split_list(cfg->vertex_drop_betas, &s->vertex_drop_betas);
     if (r < 0)
         return r;
     if (cfg->authd_socket && *cfg->authd_socket) {
@@ -845,7 +797,6 @@ struct server *server_free(struct server *s)
     team_done(&s->team);
     metrics_done(&s->metrics);
     secret_free(s->metrics_key);
-    strv_free(s->vertex_drop_betas);
 
     models_free(s);
     for (size_t i = 0; i < s->n_easy_pool; i++)

@@ -57,7 +57,6 @@ struct server {
     /* Service mode (authd_socket set): credentials and routes come from authd. */
     struct authd_client *authd;
     struct route_table routes;
-    char **vertex_drop_betas; /* NULL-terminated; from vertex_drop_betas */
     struct translate_options translate_options;
     json_t *model_caps; /* model id -> GET /v1/models item, from the upstream */
     struct models_fetch *models_fetch;
@@ -92,7 +91,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct server *, server_free);
  * the loop, tells systemd READY=1. */
 int server_start(struct server *s);
 /* After a reload changed the live configuration: rebuilds what server_new() derived from it
- * (standalone model mappings and default model, vertex_drop_betas, translate options). On an error
+ * (standalone model mappings and default model, translate options). On an error
  * the previous derived state stays. Every other reloadable key is read per request. */
 int server_apply_config(struct server *s);
 /* Stops accepting, lets requests finish up to drain_timeout, then exits the loop. */

@@ -284,15 +284,42 @@ int vertex_body(const char *body, size_t len, const char *vertex_model, bool cou
     return 0;
 }
 
-static bool beta_is_denied(const char *item, size_t n, bool count_tokens,
-                           const char *const *extra_deny)
+/* The next item of a comma-separated list at *p, trimmed of spaces and tabs: true with
+ * [*ret_item, *ret_item + *ret_n), and *p moved past it; false at the end. Empty items are
+ * skipped. */
+static bool next_item(const char **p, const char **ret_item, size_t *ret_n)
 {
+    while (**p) {
+        size_t k = strcspn(*p, ",");
+        const char *item = *p, *end = *p + k;
+
+        *p += k;
+        if (**p == ',')
+            (*p)++;
+        while (item < end && (*item == ' ' || *item == '\t'))
+            item++;
+        while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end > item) {
+            *ret_item = item;
+            *ret_n = (size_t)(end - item);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool beta_is_denied(const char *item, size_t n, bool count_tokens, const char *extra_deny)
+{
+    const char *deny;
+    size_t m;
+
     for (size_t i = 0; i < ELEMENTSOF(beta_deny_table); i++)
         if ((count_tokens || !beta_deny_table[i].count_tokens_only) &&
             strlen(beta_deny_table[i].beta) == n && memcmp(beta_deny_table[i].beta, item, n) == 0)
             return true;
-    for (const char *const *p = extra_deny; p && *p; p++)
-        if (strlen(*p) == n && memcmp(*p, item, n) == 0)
+    for (const char *p = extra_deny ? extra_deny : ""; next_item(&p, &deny, &m);)
+        if (m == n && memcmp(deny, item, n) == 0)
             return true;
     return false;
 }
@@ -314,7 +341,7 @@ static void buf_freep_(struct buf *b)
     buf_free(b, false);
 }
 
-int vertex_filter_betas(const char *value, bool count_tokens, const char *const *extra_deny,
+int vertex_filter_betas(const char *value, bool count_tokens, const char *extra_deny,
                         char **ret_value, char **ret_dropped)
 {
     _cleanup_(buf_freep_) struct buf kept = BUF_INIT(VERTEX_BETA_HEADER_MAX + 1);
@@ -333,25 +360,11 @@ int vertex_filter_betas(const char *value, bool count_tokens, const char *const 
         if (((unsigned char)value[i] < 0x20 && value[i] != '\t') || value[i] == 0x7f)
             return -EINVAL;
 
-    for (const char *p = value; *p;) {
-        size_t k = strcspn(p, ",");
-        const char *item = p, *end = p + k;
-
-        while (item < end && (*item == ' ' || *item == '\t'))
-            item++;
-        while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if (end > item) {
-            r = join_append(beta_is_denied(item, (size_t)(end - item), count_tokens, extra_deny)
-                                ? &dropped
-                                : &kept,
-                            item, (size_t)(end - item));
-            if (r < 0)
-                return r == -ENOBUFS ? -E2BIG : r;
-        }
-        p += k;
-        if (*p == ',')
-            p++;
+    for (const char *p = value, *item; next_item(&p, &item, &n);) {
+        r = join_append(beta_is_denied(item, n, count_tokens, extra_deny) ? &dropped : &kept, item,
+                        n);
+        if (r < 0)
+            return r == -ENOBUFS ? -E2BIG : r;
     }
 
     if (kept.len > 0) {

@@ -68,10 +68,10 @@ int vertex_body(const char *body, size_t len, const char *vertex_model, bool cou
 
 /* Filters an anthropic-beta header value ("a,b, c") for Vertex: drops the values in the
  * built-in table of betas Vertex refuses with 400 (and those refused on count-tokens when
- * count_tokens), then those in extra_deny (a NULL-terminated list from configuration; may be
- * NULL). Items are trimmed of spaces and tabs, empty ones dropped, the rest joined with ",".
- * *ret_value gets a new string, or NULL when nothing remains; *ret_dropped (may be NULL) gets the
- * dropped values joined with ",", or NULL when none, for the log line. Returns 0, -E2BIG over
- * VERTEX_BETA_HEADER_MAX, -EINVAL for a control character, or -ENOMEM. */
-int vertex_filter_betas(const char *value, bool count_tokens, const char *const *extra_deny,
+ * count_tokens), then those in extra_deny (a comma-separated list from configuration, split the
+ * same way; may be NULL). Items are trimmed of spaces and tabs, empty ones dropped, the rest joined
+ * with ",". *ret_value gets a new string, or NULL when nothing remains; *ret_dropped (may be NULL)
+ * gets the dropped values joined with ",", or NULL when none, for the log line. Returns 0, -E2BIG
+ * over VERTEX_BETA_HEADER_MAX, -EINVAL for a control character, or -ENOMEM. */
+int vertex_filter_betas(const char *value, bool count_tokens, const char *extra_deny,
                         char **ret_value, char **ret_dropped);
