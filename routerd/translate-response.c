@@ -120,9 +120,7 @@ static int dump_real(double d, struct buf *out)
     return buf_append_str(out, tmp);
 }
 
-/* A JSON string literal, escaped as JSON.stringify and jansson both do: quote, backslash and
- * control characters only; UTF-8 passes through. */
-static int dump_string(const char *s, size_t n, struct buf *out)
+int translate_json_dump_string(const char *s, size_t n, struct buf *out)
 {
     int r = buf_append(out, "\"", 1);
 
@@ -187,7 +185,7 @@ int translate_json_dump(const json_t *v, struct buf *out)
             if (!first && (r = buf_append(out, ",", 1)) < 0)
                 return r;
             first = false;
-            r = dump_string(key, strlen(key), out);
+            r = translate_json_dump_string(key, strlen(key), out);
             if (r < 0)
                 return r;
             r = buf_append(out, ":", 1);
@@ -216,7 +214,7 @@ int translate_json_dump(const json_t *v, struct buf *out)
         return buf_append(out, "]", 1);
     }
     case JSON_STRING:
-        return dump_string(json_string_value(v), json_string_length(v), out);
+        return translate_json_dump_string(json_string_value(v), json_string_length(v), out);
     case JSON_INTEGER:
         snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return buf_append_str(out, tmp);

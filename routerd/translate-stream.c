@@ -24,6 +24,7 @@
  * Forced-tool JSON mode (ctx->json_tool) streams that tool's argument fragments as content, and
  * legacy function mode streams the first call as function_call deltas. Pure: no IO, no globals. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,8 @@ struct chunk_stream {
     char *id;    /* message id from message_start */
     char *model; /* the upstream's model, used only when ctx.model is empty */
 
+    struct buf head; /* every chunk's bytes before its delta; empty until the first chunk */
+
     /* Framing. */
     struct buf line;
     struct buf data;
@@ -90,6 +93,7 @@ int chunk_stream_new(const struct translate_context *ctx, struct chunk_stream **
     if (!s)
         return -ENOMEM;
     s->ctx = *ctx;
+    s->head = BUF_INIT(STREAM_EVENT_MAX);
     s->line = BUF_INIT(STREAM_EVENT_MAX);
     s->data = BUF_INIT(STREAM_EVENT_MAX);
     s->thinking = BUF_INIT(STREAM_THINKING_MAX);
@@ -111,6 +115,7 @@ struct chunk_stream *chunk_stream_free(struct chunk_stream *s)
     free(s->model);
     free(s->stop_reason);
     free(s->blocks);
+    buf_free(&s->head, false);
     buf_free(&s->line, false);
     buf_free(&s->data, false);
     buf_free(&s->thinking, false);
@@ -141,24 +146,67 @@ static int emit_json(const json_t *j, struct buf *out)
     return r;
 }
 
+/* Appends the part of every chunk before its delta: "data: {"id":...,"choices":[{"index":0,
+ * "delta":". It is the same for the whole stream once message_start has named the id, so it is
+ * made once, by the first chunk, which ensure_started() makes sure follows message_start. */
+static int emit_chunk_head(struct chunk_stream *s, struct buf *out)
+{
+    const char *model = s->ctx.model[0] ? s->ctx.model : s->model;
+    const char *id = s->id ? s->id : "chatcmpl-dualroute";
+    char created[32];
+    int r = 0;
+
+    if (s->head.len == 0) {
+        snprintf(created, sizeof created, "%" PRId64, s->ctx.created);
+        r = buf_append_str(&s->head, "data: {\"id\":");
+        if (r >= 0)
+            r = translate_json_dump_string(id, strlen(id), &s->head);
+        if (r >= 0)
+            r = buf_append_str(&s->head, ",\"object\":\"chat.completion.chunk\",\"created\":");
+        if (r >= 0)
+            r = buf_append_str(&s->head, created);
+        if (r >= 0)
+            r = buf_append_str(&s->head, ",\"model\":");
+        if (r >= 0)
+            r = translate_json_dump_string(model ? model : "", model ? strlen(model) : 0, &s->head);
+        if (r >= 0)
+            r = buf_append_str(&s->head, ",\"choices\":[{\"index\":0,\"delta\":");
+        if (r < 0) {
+            buf_clear(&s->head);
+            return r;
+        }
+    }
+    return buf_append(out, s->head.data, s->head.len);
+}
+
+/* Appends the part of a chunk after its delta, with finish_reason (NULL for null). */
+static int emit_chunk_tail(struct chunk_stream *s, const char *finish, struct buf *out)
+{
+    int r = buf_append_str(out, ",\"logprobs\":null,\"finish_reason\":");
+
+    if (r >= 0)
+        r = finish ? translate_json_dump_string(finish, strlen(finish), out)
+                   : buf_append_str(out, "null");
+    if (r >= 0)
+        r = buf_append_str(out, s->ctx.include_usage ? "}],\"usage\":null}\n\n" : "}]}\n\n");
+    return r;
+}
+
 /* Appends one chunk with delta (stolen; NULL on allocation failure) and finish_reason (NULL for
  * null). */
 static int emit_chunk(struct chunk_stream *s, json_t *delta, const char *finish, struct buf *out)
 {
-    const char *model = s->ctx.model[0] ? s->ctx.model : s->model;
-    json_auto_t *chunk = NULL;
+    int r;
 
     if (!delta)
         return -ENOMEM;
-    chunk = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n,s:s?}]}", "id",
-                      s->id ? s->id : "chatcmpl-dualroute", "object", "chat.completion.chunk",
-                      "created", (json_int_t)s->ctx.created, "model", model ? model : "", "choices",
-                      "index", 0, "delta", delta, "logprobs", "finish_reason", finish);
-    if (!chunk)
-        return -ENOMEM;
-    if (s->ctx.include_usage && json_object_set_new(chunk, "usage", json_null()) < 0)
-        return -ENOMEM;
-    return emit_json(chunk, out);
+    r = emit_chunk_head(s, out);
+    if (r >= 0)
+        r = translate_json_dump(delta, out);
+    if (r >= 0)
+        r = emit_chunk_tail(s, finish, out);
+    json_decref(delta);
+    return r;
 }
 
 /* The role chunk, once, before anything else the client sees. */
@@ -198,9 +246,22 @@ static int emit_content(struct chunk_stream *s, const char *key, const char *tex
     if (n == 0)
         return 0;
     r = ensure_started(s, out);
-    if (r < 0)
-        return r;
-    return emit_chunk(s, json_pack("{s:s%}", key, text, n), NULL, out);
+    /* The commonest chunk by far, {"<key>":"<text>"}, is written without a json_t. */
+    if (r >= 0)
+        r = emit_chunk_head(s, out);
+    if (r >= 0)
+        r = buf_append_str(out, "{\"");
+    if (r >= 0)
+        r = buf_append_str(out, key);
+    if (r >= 0)
+        r = buf_append_str(out, "\":");
+    if (r >= 0)
+        r = translate_json_dump_string(text, n, out);
+    if (r >= 0)
+        r = buf_append_str(out, "}");
+    if (r >= 0)
+        r = emit_chunk_tail(s, NULL, out);
+    return r;
 }
 
 static int emit_tool_args(struct chunk_stream *s, struct block *b, const char *args, size_t n,
@@ -511,10 +572,52 @@ static int finish_ok(struct chunk_stream *s, struct buf *out)
     return buf_append_str(out, "data: [DONE]\n\n");
 }
 
+/* The shortcut for the event that is nearly every event of a stream, a text delta exactly as the
+ * API writes it:
+ *   {"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"..."}}
+ * Only the bytes around the text are compared; the text itself, everything between the last
+ * colon and the closing "}}", is parsed by jansson, which accepts nothing but one whole string
+ * there. So the shortcut takes an event only when the full parse would read the same text from
+ * it, and any other spelling (spaces, another key order, more keys) goes to the full parse.
+ * Parsing ~25 bytes of string instead of the whole object saves two objects and their hash
+ * tables: about 2 us of an event's 2.5. Returns 1 when the event was handled. */
+static int on_text_delta_shortcut(struct chunk_stream *s, struct buf *out)
+{
+    static const char head[] = "{\"type\":\"content_block_delta\",\"index\":";
+    static const char mid[] = ",\"delta\":{\"type\":\"text_delta\",\"text\":";
+    const char *p = s->data.data, *end = p + s->data.len;
+    json_auto_t *text = NULL;
+    size_t digits = 0;
+    int r;
+
+    if (s->data.len < sizeof head + sizeof mid + 4 || memcmp(p, head, sizeof head - 1) != 0)
+        return 0;
+    p += sizeof head - 1;
+    /* A JSON integer, without the leading zero JSON does not allow; at most 18 digits. */
+    while (p + digits < end && p[digits] >= '0' && p[digits] <= '9' && digits < 19)
+        digits++;
+    if (digits == 0 || digits > 18 || (digits > 1 && p[0] == '0'))
+        return 0;
+    p += digits;
+    if ((size_t)(end - p) < sizeof mid - 1 + 4 || memcmp(p, mid, sizeof mid - 1) != 0 ||
+        memcmp(end - 2, "}}", 2) != 0)
+        return 0;
+    p += sizeof mid - 1;
+    text = json_loadb(p, (size_t)(end - 2 - p), JSON_DECODE_ANY, NULL);
+    if (!json_is_string(text))
+        return 0;
+    r = emit_content(s, "content", json_string_value(text), json_string_length(text), out);
+    return r < 0 ? r : 1;
+}
+
 static int on_event(struct chunk_stream *s, struct buf *out)
 {
     json_auto_t *ev = NULL;
     const char *type;
+    int r;
+
+    if (!s->ctx.parse_every_event && (r = on_text_delta_shortcut(s, out)) != 0)
+        return r < 0 ? r : 0;
 
     ev = json_loadb(s->data.data ? s->data.data : "", s->data.len, 0, NULL);
     type = json_string_value(json_object_get(ev, "type"));

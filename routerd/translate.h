@@ -67,6 +67,8 @@ struct translate_context {
                             * answer's content (a longer prefix is refused with a 400); "" if off */
     char anthropic_beta[64]; /* anthropic-beta the translated request needs upstream (2.7), e.g.
                               * "files-api-2025-04-14" for a file_id part; "" for none */
+    bool parse_every_event;  /* tests: no text_delta shortcut in the stream translator, so that
+                              * its output can be compared with the full parse's */
 };
 
 /* Translates an OpenAI chat.completion request (borrowed) for model (borrowed). On success returns
@@ -124,3 +126,6 @@ void translate_usage_merge(struct usage *u, const json_t *usage);
  * shortest round-trip form (0.7, not 0.69999999999999996). Appends to out; 0, -ENOMEM or
  * -ENOBUFS. */
 int translate_json_dump(const json_t *v, struct buf *out);
+/* Appends the JSON string literal of n bytes of UTF-8, escaped as JSON.stringify and jansson both
+ * do: quote, backslash and control characters only. */
+int translate_json_dump_string(const char *s, size_t n, struct buf *out);

@@ -6,7 +6,8 @@
  * well-formed for an OpenAI client: only "data: <JSON object>" events, ": ping" comments and one
  * final "data: [DONE]"; a "data: {"error": ...}" event only as the very last event and never with
  * [DONE]; every chunk with the same id, "chat.completion.chunk" and choices; and the stream is
- * done after chunk_stream_finish(). */
+ * done after chunk_stream_finish(). Fed whole once more with parse_every_event, it must give the
+ * same bytes again: the text_delta shortcut reads what the full parse reads. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -104,19 +105,25 @@ static void check_output(const struct buf *out)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     for (size_t c = 0; c < ELEMENTSOF(contexts); c++) {
-        struct buf whole = BUF_INIT(0), bytes = BUF_INIT(0), pieces = BUF_INIT(0);
+        struct buf whole = BUF_INIT(0), bytes = BUF_INIT(0), pieces = BUF_INIT(0),
+                   parsed = BUF_INIT(0);
+        struct translate_context exact = contexts[c];
         bool ok = c != 1;
 
+        exact.parse_every_event = true;
         run(&contexts[c], data, size, FEED_WHOLE, ok, &whole);
         run(&contexts[c], data, size, FEED_BYTES, ok, &bytes);
         run(&contexts[c], data, size, FEED_PIECES, ok, &pieces);
-        FUZZ_CHECK(whole.len == bytes.len && whole.len == pieces.len);
+        run(&exact, data, size, FEED_WHOLE, ok, &parsed);
+        FUZZ_CHECK(whole.len == bytes.len && whole.len == pieces.len && whole.len == parsed.len);
         FUZZ_CHECK(whole.len == 0 || (memcmp(whole.data, bytes.data, whole.len) == 0 &&
-                                      memcmp(whole.data, pieces.data, whole.len) == 0));
+                                      memcmp(whole.data, pieces.data, whole.len) == 0 &&
+                                      memcmp(whole.data, parsed.data, whole.len) == 0));
         check_output(&whole);
         buf_free(&whole, false);
         buf_free(&bytes, false);
         buf_free(&pieces, false);
+        buf_free(&parsed, false);
     }
     return 0;
 }
