@@ -173,7 +173,9 @@ static int run(int argc, char **argv)
         r = log_error_errno(-EIO, "Failed to initialise libcurl.");
         goto finish;
     }
-    r = sd_event_default(&e);
+    /* Not sd_event_default(): that loop checks on every iteration, with a gettid() system call,
+     * that it runs in the thread that made it. This one is only ever run by main(). */
+    r = sd_event_new(&e);
     if (r < 0) {
         log_error_errno(r, "Failed to create the event loop: %m");
         goto finish;
