@@ -67,7 +67,7 @@ struct translate_context {
                             * answer's content (a longer prefix is refused with a 400); "" if off */
     char anthropic_beta[64]; /* anthropic-beta the translated request needs upstream (2.7), e.g.
                               * "files-api-2025-04-14" for a file_id part; "" for none */
-    bool parse_every_event;  /* tests: no text_delta shortcut in the stream translator, so that
+    bool parse_every_event;  /* tests: no byte-template shortcuts in the stream translator, so that
                               * its output can be compared with the full parse's */
 };
 
