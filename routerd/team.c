@@ -40,23 +40,12 @@ void team_done(struct team *t)
     *t = (struct team){};
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int parse_sha256(const char *hex, uint8_t out[32])
 {
     if (!hex || strlen(hex) != 64)
         return -EBADMSG;
     for (size_t i = 0; i < 32; i++) {
-        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        int hi = hex_digit_value(hex[2 * i]), lo = hex_digit_value(hex[2 * i + 1]);
 
         if (hi < 0 || lo < 0)
             return -EBADMSG;

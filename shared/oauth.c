@@ -400,17 +400,6 @@ int oauth_authorize_url(const struct oauth_authorize *a, char **ret)
     return *ret ? 0 : -ENOMEM;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes s[0..n) ('+' is a space, %XX a byte) into a new string. Returns -EBADMSG for a broken
  * escape or a decoded control character (NUL included). */
 static int form_decode(const char *s, size_t n, char **ret)
@@ -430,8 +419,8 @@ static int form_decode(const char *s, size_t n, char **ret)
 
             if (n - i < 3)
                 goto bad;
-            hi = hex_value((unsigned char)s[i + 1]);
-            lo = hex_value((unsigned char)s[i + 2]);
+            hi = hex_digit_value(s[i + 1]);
+            lo = hex_digit_value(s[i + 2]);
             if (hi < 0 || lo < 0)
                 goto bad;
             c = (unsigned char)(hi << 4 | lo);

@@ -208,6 +208,17 @@ char *strdup_trim(const char *s)
     return strndup(s, (size_t)(e - s));
 }
 
+int hex_digit_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 bool utf8_is_valid(const char *s, size_t n)
 {
     const unsigned char *p, *end;

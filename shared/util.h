@@ -26,3 +26,5 @@ bool startswith_n(const char *s, size_t n, const char *prefix);
 char *strdup_trim(const char *s);
 /* True when s is valid UTF-8 with no overlong forms, surrogates or code points over U+10FFFF. */
 bool utf8_is_valid(const char *s, size_t n);
+/* The value of one hexadecimal digit (either case), or -1. */
+int hex_digit_value(char c);

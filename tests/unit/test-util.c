@@ -537,6 +537,20 @@ TEST(utf8_every_code_point)
     }
 }
 
+TEST(hex_digit_value)
+{
+    const char *digits = "0123456789abcdef", *upper = "ABCDEF";
+
+    for (int i = 0; i < 16; i++)
+        ASSERT_EQ(hex_digit_value(digits[i]), i);
+    for (int i = 0; i < 6; i++)
+        ASSERT_EQ(hex_digit_value(upper[i]), 10 + i);
+    /* Every other byte, high ones included (char is signed here), is not a digit. */
+    for (int c = 0; c < 256; c++)
+        if (!strchr("0123456789abcdefABCDEF", c) || c == 0)
+            ASSERT_EQ(hex_digit_value((char)c), -1);
+}
+
 /* An empty struct buf that was never appended to has data == NULL, so utf8_is_valid(b.data, b.len)
  * is a call real code makes. util.c computes NULL + 0, which C leaves undefined, and the asan
  * preset's UBSan aborts on it. Kept last so such an abort cannot hide the tests above. Fails under
