@@ -592,6 +592,20 @@ static const char *header(struct request *req, const char *name)
     return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
 }
 
+/* The key the client sent, in x-api-key or Authorization: Bearer. */
+static struct client_key request_client_key(struct request *req)
+{
+    return client_key_from_headers(header(req, "x-api-key"),
+                                   header(req, MHD_HTTP_HEADER_AUTHORIZATION));
+}
+
+/* Whether the request asks a model for tokens (and so costs money): a Messages request, or a
+ * chat completion. count_tokens names a model but costs nothing. */
+static bool request_billable(const struct request *req)
+{
+    return req->route == ROUTE_MESSAGES || (req->route == ROUTE_CHAT && !req->models_list);
+}
+
 /* The credential a request goes upstream with; every pointer is borrowed until the launch. */
 struct upstream_cred {
     const char *key;
@@ -672,7 +686,7 @@ static int team_check(struct request *req)
 {
     struct server *s = req->server;
     struct team_member *m = team_find(&s->team, req->member);
-    bool billable = req->route == ROUTE_MESSAGES || (req->route == ROUTE_CHAT && !req->models_list);
+    bool billable = request_billable(req);
     bool has_model = billable || req->route == ROUTE_COUNT_TOKENS;
     uint64_t retry = 0, now = now_realtime_usec();
     enum team_verdict v;
@@ -744,8 +758,7 @@ static int request_credential(struct request *req)
     struct upstream_cred cred = {};
     struct client_key k;
 
-    k = client_key_from_headers(header(req, "x-api-key"),
-                                header(req, MHD_HTTP_HEADER_AUTHORIZATION));
+    k = request_client_key(req);
     req->key_kind = k.kind;
 
     if (k.kind == CLIENT_KEY_SUBSCRIPTION)
@@ -1129,8 +1142,7 @@ static int team_authenticate(struct request *req)
     struct team_member *m = NULL;
     struct client_key k;
 
-    k = client_key_from_headers(header(req, "x-api-key"),
-                                header(req, MHD_HTTP_HEADER_AUTHORIZATION));
+    k = request_client_key(req);
     if (!s->team.loaded) {
         (void)http_reply_error(req, 503,
                                "dualroute has no member list yet: dualroute-authd is not "
@@ -1165,12 +1177,13 @@ static bool peer_is_loopback(struct request *req)
     if (!ci || !ci->client_addr)
         return false;
     sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sockaddr_is_loopback(sa))
+        return true;
+    /* An IPv4 client of a dual-stack listener shows as ::ffff:127.x.y.z. */
     if (sa->sa_family == AF_INET6) {
         const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
 
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
     }
     return false;
 }
@@ -1179,8 +1192,7 @@ static bool peer_is_loopback(struct request *req)
 static int metrics_reply(struct request *req)
 {
     struct server *s = req->server;
-    struct client_key k = client_key_from_headers(header(req, "x-api-key"),
-                                                  header(req, MHD_HTTP_HEADER_AUTHORIZATION));
+    struct client_key k = request_client_key(req);
     size_t streams = 0;
     char *text;
 
@@ -1349,7 +1361,7 @@ static const char *metrics_endpoint(const struct request *req)
 static void request_account(struct request *req)
 {
     struct server *s = req->server;
-    bool billable = req->route == ROUTE_MESSAGES || (req->route == ROUTE_CHAT && !req->models_list);
+    bool billable = request_billable(req);
     bool api = billable || req->route == ROUTE_COUNT_TOKENS;
     struct team_usage u = {};
     uint64_t now = now_usec();

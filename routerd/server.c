@@ -357,6 +357,15 @@ _printf_(2, 0) static void mhd_logger(void *cls, const char *fmt, va_list ap)
     log_debug("libmicrohttpd: %s", line);
 }
 
+bool sockaddr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return false;
+}
+
 /* Parses the listen address; only numeric IPv4 and IPv6 literals are accepted. */
 static int listen_address(const char *addr, uint16_t port, struct sockaddr_storage *ss,
                           socklen_t *len, bool *loopback)
@@ -373,7 +382,7 @@ static int listen_address(const char *addr, uint16_t port, struct sockaddr_stora
         in4->sin_family = AF_INET;
         in4->sin_port = htons(port);
         *len = sizeof(*in4);
-        *loopback = (ntohl(in4->sin_addr.s_addr) >> 24) == 127;
+        *loopback = sockaddr_is_loopback((struct sockaddr *)ss);
         return 0;
     }
     if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']' && n - 2 < sizeof tmp) {
@@ -385,7 +394,7 @@ static int listen_address(const char *addr, uint16_t port, struct sockaddr_stora
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons(port);
         *len = sizeof(*in6);
-        *loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+        *loopback = sockaddr_is_loopback((struct sockaddr *)ss);
         return 0;
     }
     return -EINVAL;
@@ -414,9 +423,7 @@ static int passed_socket(int *ret_fd, struct sockaddr_storage *ss, bool *loopbac
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
         return log_error_errno(-errno, "Failed to make the passed socket non-blocking: %m");
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-    *loopback = ss->ss_family == AF_INET6
-                    ? IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ss)->sin6_addr)
-                    : (ntohl(((struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    *loopback = sockaddr_is_loopback((struct sockaddr *)ss);
     *ret_fd = fd;
     log_info("Using the listening socket passed by systemd (socket activation).");
     return 1;

@@ -119,5 +119,9 @@ struct curl_slist *server_auth_header(const char *prefix, const char *key, size_
 /* Wipes every header (one holds a key) and frees the list. Accepts NULL. */
 void curl_slist_wipe_free(struct curl_slist *l);
 
+struct sockaddr;
+/* Whether sa is an IPv4 address in 127.0.0.0/8 or the IPv6 address ::1. */
+bool sockaddr_is_loopback(const struct sockaddr *sa);
+
 /* Completes info with what the upstream's model list says about model (NULL: nothing). */
 void server_model_caps(struct server *s, const char *model, struct model_info *info);
