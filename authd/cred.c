@@ -1099,7 +1099,7 @@ static int add_parse(struct cred_op *op, const json_t *req, enum auth_kind *ret_
     enum auth_kind k;
     int r;
 
-    if (!name || !account_name_is_valid(name))
+    if (!name || !ipc_account_name_is_valid(name))
         return *ret_message = "name: 1-64 of [a-z0-9_-]", -EINVAL;
     p = provider ? account_provider_from_string(provider) : _ACCOUNT_PROVIDER_INVALID;
     if (p < 0)
@@ -1251,7 +1251,7 @@ int cred_login_start(struct cred_manager *m, const json_t *req, json_t **ret_rep
             *ret_message = (msg);                                                                  \
         return -EINVAL;                                                                            \
     } while (0)
-    if (!account || !account_name_is_valid(account))
+    if (!account || !ipc_account_name_is_valid(account))
         BAD("account: 1-64 of [a-z0-9_-]");
     if (!provider || !streq(provider, "vertex"))
         BAD("provider: must be 'vertex'");

@@ -210,7 +210,7 @@ static const char *require_account(struct authd_conn *c, uint64_t id, const json
 {
     const char *name = require_str(c, id, req, key);
 
-    if (name && !account_name_is_valid(name)) {
+    if (name && !ipc_account_name_is_valid(name)) {
         (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
                                      "Field '%s' must be 1-64 characters of [a-z0-9_-]", key);
         return NULL;
@@ -1545,7 +1545,7 @@ static void op_usage_query(struct authd_conn *c, uint64_t id, json_t *req)
         return;
     if (member_f && !json_is_null(member_f)) {
         member = json_string_value(member_f);
-        if (!member || !account_name_is_valid(member)) {
+        if (!member || !ipc_account_name_is_valid(member)) {
             (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
                                          "Field 'member' must be 1-64 characters of [a-z0-9_-]");
             return;
@@ -1736,7 +1736,7 @@ void authd_ops_dispatch(struct authd_conn *c, const struct ipc_header *h, json_t
 {
     const char *account = field_str(req, "account") ?: field_str(req, "name");
 
-    if (account && !account_name_is_valid(account))
+    if (account && !ipc_account_name_is_valid(account))
         account = NULL;
     for (size_t i = 0; i < ELEMENTSOF(op_table); i++) {
         const struct op *op = &op_table[i];

@@ -289,11 +289,6 @@ static bool string_is_made_of(const char *s, size_t max, const char *extra)
     return true;
 }
 
-bool account_name_is_valid(const char *name)
-{
-    return string_is_made_of(name, ACCOUNT_NAME_MAX, "_-");
-}
-
 static bool setting_key_is_valid(const char *key)
 {
     return string_is_made_of(key, STORE_KEY_MAX, "_.-");
@@ -876,7 +871,7 @@ int store_generation(struct store *s, uint64_t *ret_generation)
 
 static int check_account_name(struct store *s, const char *name)
 {
-    if (!account_name_is_valid(name))
+    if (!ipc_account_name_is_valid(name))
         return store_failf(s, -EINVAL, "Invalid account name (allowed: [a-z0-9_-]{1,64})");
     return 0;
 }
@@ -1260,7 +1255,7 @@ int store_route_set(struct store *s, const char *model, const char *account)
         return store_failf(s, -EINVAL,
                            "Invalid model pattern (printable ASCII without spaces, 1 to %d bytes)",
                            STORE_MODEL_MAX);
-    if (!account_name_is_valid(account))
+    if (!ipc_account_name_is_valid(account))
         return store_failf(s, -EINVAL, "Invalid account name");
     return write_and_bump(s, STMT_ACCOUNT_ROUTE_UPSERT, model, account, NULL);
 }
@@ -1471,7 +1466,7 @@ int store_usage_query(struct store *s, enum usage_group group, int64_t since_use
 
     if (!usage_group_to_string(group))
         return store_failf(s, -EINVAL, "Invalid usage grouping %d", (int)group);
-    if (member && !account_name_is_valid(member))
+    if (member && !ipc_account_name_is_valid(member))
         return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
     if ((r = bind_int64(s, st, 1, since_usec)) < 0 || (r = bind_int64(s, st, 2, until_usec)) < 0 ||
         (r = bind_text(s, st, 3, member)) < 0 || (r = bind_int64(s, st, 4, (int64_t)group)) < 0)
@@ -1528,7 +1523,7 @@ static bool key_sha256_is_valid(const char *h)
 
 static int check_member(struct store *s, const struct member_record *m, bool with_key)
 {
-    if (!account_name_is_valid(m->name))
+    if (!ipc_account_name_is_valid(m->name))
         return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
     if (with_key && !key_sha256_is_valid(m->key_sha256))
         return store_failf(s, -EINVAL, "Invalid key hash (64 lowercase hex digits)");
@@ -1625,7 +1620,7 @@ int store_member_set_limits(struct store *s, const struct member_record *m)
 
 int store_member_set_key(struct store *s, const char *name, const char *key_sha256)
 {
-    if (!account_name_is_valid(name))
+    if (!ipc_account_name_is_valid(name))
         return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
     if (!key_sha256_is_valid(key_sha256))
         return store_failf(s, -EINVAL, "Invalid key hash (64 lowercase hex digits)");
@@ -1634,7 +1629,7 @@ int store_member_set_key(struct store *s, const char *name, const char *key_sha2
 
 int store_member_remove(struct store *s, const char *name)
 {
-    if (!account_name_is_valid(name))
+    if (!ipc_account_name_is_valid(name))
         return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
     return member_update(s, STMT_MEMBER_DELETE, name, NULL, NULL);
 }
@@ -1696,7 +1691,7 @@ int store_member_get(struct store *s, const char *name, int64_t since_usec,
     _cleanup_(member_record_freep) struct member_record *m = NULL;
     int r;
 
-    if (!account_name_is_valid(name))
+    if (!ipc_account_name_is_valid(name))
         return store_failf(s, -EINVAL, "Invalid member name (allowed: [a-z0-9_-]{1,64})");
     if ((r = bind_text(s, st, 1, name)) < 0 || (r = bind_int64(s, st, 2, since_usec)) < 0)
         return r;

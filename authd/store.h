@@ -21,12 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ipc.h" /* account names: ipc_account_name_is_valid() */
 #include "macro.h"
 
 struct secret;
 struct store;
 
-#define ACCOUNT_NAME_MAX 64    /* [a-z0-9_-]{1,64} */
 #define STORE_KEY_MAX 64       /* setting keys: [a-z0-9_.-]{1,64} */
 #define STORE_MODEL_MAX 256    /* route aliases and targets: printable ASCII, no spaces */
 #define STORE_VALUE_MAX 4096   /* setting values and account configs, in bytes */
@@ -53,7 +53,6 @@ enum account_provider account_provider_from_string(const char *s);
 /* "ok", "needs-login", "disabled"; NULL for a value out of range. */
 const char *account_state_to_string(enum account_state st);
 enum account_state account_state_from_string(const char *s);
-bool account_name_is_valid(const char *name);
 
 struct account_record {
     char *name;

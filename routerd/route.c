@@ -3,22 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ipc.h"
 #include "route.h"
 
 #define ROUTE_MODEL_MAX 200
-#define ROUTE_ACCOUNT_MAX 64
-
-static bool account_valid(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > ROUTE_ACCOUNT_MAX)
-        return false;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
-            return false;
-    return true;
-}
 
 int route_table_apply(struct route_table *t, const json_t *snapshot)
 {
@@ -37,7 +25,7 @@ int route_table_apply(struct route_table *t, const json_t *snapshot)
             const char *m = json_string_value(json_object_get(e, "model"));
             const char *a = json_string_value(json_object_get(e, "account"));
 
-            if (!m || !a || !*m || strlen(m) > ROUTE_MODEL_MAX || !account_valid(a))
+            if (!m || !a || !*m || strlen(m) > ROUTE_MODEL_MAX || !ipc_account_name_is_valid(a))
                 return -EINVAL;
         }
         copy = json_deep_copy(routes);

@@ -70,6 +70,19 @@ bool ipc_name_is_valid(const char *s)
     return true;
 }
 
+bool ipc_account_name_is_valid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    if (n == 0 || n > IPC_ACCOUNT_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+              s[i] == '-'))
+            return false;
+    return true;
+}
+
 bool ipc_error_code_is_known(const char *code)
 {
     if (!code)

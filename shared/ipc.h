@@ -25,6 +25,7 @@ struct parse_error;
 #define IPC_ID_MAX ((uint64_t)9007199254740991)
 /* The longest "op", "event" or error "code": 1..64 of [a-z0-9._], starting with a letter. */
 #define IPC_NAME_MAX 64
+#define IPC_ACCOUNT_NAME_MAX 64
 
 /* Error codes of failed replies (docs/ipc.md, "Errors"). A receiver treats a code it does not
  * know as IPC_ERROR_INTERNAL. */
@@ -127,6 +128,9 @@ json_t *ipc_event_new(const char *event);
 
 /* Whether s is 1..IPC_NAME_MAX of [a-z0-9._], starting with a letter. */
 bool ipc_name_is_valid(const char *s);
+/* Whether s is an account or member name: 1..IPC_ACCOUNT_NAME_MAX of [a-z0-9_-]. authd stores
+ * no other, and routerd refuses a snapshot whose routes name another. */
+bool ipc_account_name_is_valid(const char *s);
 /* Whether code is one this protocol version defines. */
 bool ipc_error_code_is_known(const char *code);
 /* The error code a server replies with for a negative errno: -EMSGSIZE "too_large",
