@@ -16,6 +16,7 @@
 
 #include "buf.h"
 #include "ctl.h"
+#include "curl-headers.h"
 #include "http.h"
 #include "macro.h"
 #include "secret.h"
@@ -176,13 +177,6 @@ static int chat_print_reply(const struct chat *ch)
     return 0;
 }
 
-static void slist_wipe_free(struct curl_slist *l)
-{
-    for (struct curl_slist *i = l; i; i = i->next)
-        explicit_bzero(i->data, strlen(i->data));
-    curl_slist_free_all(l);
-}
-
 int http_chat(const char *base, const char *model, const char *message, bool stream,
               const struct secret *key)
 {
@@ -208,14 +202,14 @@ int http_chat(const char *base, const char *model, const char *message, bool str
     headers = curl_slist_append(headers, "content-type: application/json");
     headers = curl_slist_append(headers, "anthropic-version: 2023-06-01");
     if (key) {
-        _cleanup_free_ char *h = NULL;
+        struct curl_slist *l =
+            curl_slist_append_secret(headers, AUTH_HEADER_API_KEY, key->data, key->len);
 
-        if (asprintf(&h, "x-api-key: %s", key->data) < 0) {
-            slist_wipe_free(headers);
+        if (!l) {
+            curl_slist_wipe_free(headers);
             return ctl_fail(CTL_EXIT_FAILED, "out of memory");
         }
-        headers = curl_slist_append(headers, h);
-        explicit_bzero(h, strlen(h));
+        headers = l;
     }
     if (!headers)
         return ctl_fail(CTL_EXIT_FAILED, "out of memory");
@@ -223,7 +217,7 @@ int http_chat(const char *base, const char *model, const char *message, bool str
     ch.parser = SSE_PARSER_INIT(SSE_LINE_MAX, chat_event, &ch);
     ch.h = curl_easy_init();
     if (!ch.h) {
-        slist_wipe_free(headers);
+        curl_slist_wipe_free(headers);
         return ctl_fail(CTL_EXIT_FAILED, "out of memory");
     }
     curl_easy_setopt(ch.h, CURLOPT_URL, url);
@@ -238,7 +232,7 @@ int http_chat(const char *base, const char *model, const char *message, bool str
     c = curl_easy_perform(ch.h);
     curl_easy_getinfo(ch.h, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(ch.h);
-    slist_wipe_free(headers);
+    curl_slist_wipe_free(headers);
 
     if (c != CURLE_OK && status == 0 && curl_unreachable(c))
         r = ctl_fail(CTL_EXIT_ROUTERD, "routerd is not reachable at %s: %s", base,

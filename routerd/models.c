@@ -100,7 +100,7 @@ static int fetch_page(struct server *s, const char *after_id)
     curl_free(escaped);
 
     if (!f->headers) {
-        l = server_auth_header(AUTH_HEADER_API_KEY, s->api_key->data, s->api_key->len);
+        l = curl_slist_append_secret(NULL, AUTH_HEADER_API_KEY, s->api_key->data, s->api_key->len);
         if (l)
             l = curl_slist_append(l, "anthropic-version: 2023-06-01");
         if (l)

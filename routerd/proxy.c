@@ -884,8 +884,8 @@ static int upstream_launch(struct request *req, const struct upstream_cred *cred
     int r;
 
     /* The key goes into curl's header list, wiped when the request ends. */
-    l = server_auth_header(cred->vertex ? AUTH_HEADER_BEARER : AUTH_HEADER_API_KEY, cred->key,
-                           cred->len);
+    l = curl_slist_append_secret(NULL, cred->vertex ? AUTH_HEADER_BEARER : AUTH_HEADER_API_KEY,
+                                 cred->key, cred->len);
     if (!l)
         return -ENOMEM;
     req->upstream_headers = l;

@@ -166,24 +166,6 @@ void server_kick_curl(struct server *s)
     curl_drive(s, CURL_SOCKET_TIMEOUT, 0);
 }
 
-struct curl_slist *server_auth_header(const char *prefix, const char *key, size_t len)
-{
-    struct buf auth = BUF_INIT(0);
-    struct curl_slist *l = NULL;
-
-    if (buf_append_str(&auth, prefix) >= 0 && buf_append(&auth, key, len) >= 0)
-        l = curl_slist_append(NULL, auth.data);
-    buf_free(&auth, true);
-    return l;
-}
-
-void curl_slist_wipe_free(struct curl_slist *l)
-{
-    for (struct curl_slist *i = l; i; i = i->next)
-        explicit_bzero(i->data, strlen(i->data));
-    curl_slist_free_all(l);
-}
-
 /* Whether the environment names a proxy for libcurl. When it does not, every transfer says so
  * explicitly: libcurl otherwise looks the variables up again for each transfer (measured: getenv()
  * calls were 1% of routerd's CPU per JSON request). */

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "curl-event.h"
+#include "curl-headers.h"
 #include "ledger.h"
 #include "macro.h"
 #include "metrics.h"
@@ -109,15 +110,6 @@ void server_request_gone(struct server *s);
 CURL *server_easy_get(struct server *s);
 /* Returns a handle (already removed from the multi) to the pool. */
 void server_easy_put(struct server *s, CURL *e);
-
-#define AUTH_HEADER_API_KEY "x-api-key: "
-#define AUTH_HEADER_BEARER "Authorization: Bearer "
-/* A new curl header list holding PREFIX KEY, prefix being AUTH_HEADER_API_KEY or
- * AUTH_HEADER_BEARER (curl copies the string; the intermediate copy is wiped). NULL on allocation
- * failure. */
-struct curl_slist *server_auth_header(const char *prefix, const char *key, size_t len);
-/* Wipes every header (one holds a key) and frees the list. Accepts NULL. */
-void curl_slist_wipe_free(struct curl_slist *l);
 
 struct sockaddr;
 /* Whether sa is an IPv4 address in 127.0.0.0/8 or the IPv6 address ::1. */
