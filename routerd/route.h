@@ -26,5 +26,6 @@ void route_table_done(struct route_table *t);
 /* The account that serves model, or NULL when no route matches. Borrowed from t. */
 const char *route_account(const struct route_table *t, const char *model);
 
-/* Whether a route pattern (as in a "model" field) matches model. */
+/* Whether a model pattern (exact, a prefix ending in '*', or "*"), as routes, member model lists
+ * and prices take it, matches model (NULL matches nothing). */
 bool route_pattern_matches(const char *pattern, const char *model);

@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "route.h"
 #include "team.h"
 #include "util.h"
 
@@ -251,21 +252,12 @@ void team_key_sha256_hex(const char *key, size_t len, char out[static 65])
     out[64] = '\0';
 }
 
-bool team_pattern_match(const char *pattern, const char *model)
-{
-    size_t n = strlen(pattern);
-
-    if (n > 0 && pattern[n - 1] == '*')
-        return strncmp(pattern, model, n - 1) == 0;
-    return streq(pattern, model);
-}
-
 bool team_model_allowed(const struct team_member *m, const char *model)
 {
     if (!m->models)
         return true;
     for (char **p = m->models; *p; p++)
-        if (team_pattern_match(*p, model))
+        if (route_pattern_matches(*p, model))
             return true;
     return false;
 }
@@ -281,7 +273,8 @@ const struct team_price *team_price_for(const struct team *t, const char *model)
 
         if (streq(p, model))
             return &t->prices[i];
-        if (n > 0 && p[n - 1] == '*' && team_pattern_match(p, model) && (!best || n > best_len)) {
+        if (n > 0 && p[n - 1] == '*' && route_pattern_matches(p, model) &&
+            (!best || n > best_len)) {
             best = &t->prices[i];
             best_len = n;
         }

@@ -92,8 +92,6 @@ int team_apply_snapshot(struct team *t, const json_t *snapshot, uint64_t now_use
 struct team_member *team_find_key(struct team *t, const char *key, size_t len);
 struct team_member *team_find(struct team *t, const char *name);
 
-/* Whether the pattern (exact, prefix ending in '*', '*') matches model. */
-bool team_pattern_match(const char *pattern, const char *model);
 bool team_model_allowed(const struct team_member *m, const char *model);
 
 /* The price entry for a model (exact, else longest prefix, else '*'), or NULL. */

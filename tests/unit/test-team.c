@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "route.h"
 #include "team.h"
 #include "test.h"
 
@@ -83,11 +84,11 @@ TEST(malformed_snapshot_keeps_previous)
 
 TEST(patterns)
 {
-    ASSERT_TRUE(team_pattern_match("*", "claude-opus-4-1"));
-    ASSERT_TRUE(team_pattern_match("claude-haiku-*", "claude-haiku-4-5"));
-    ASSERT_FALSE(team_pattern_match("claude-haiku-*", "claude-sonnet-4-5"));
-    ASSERT_TRUE(team_pattern_match("claude-sonnet-4-5", "claude-sonnet-4-5"));
-    ASSERT_FALSE(team_pattern_match("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"));
+    ASSERT_TRUE(route_pattern_matches("*", "claude-opus-4-1"));
+    ASSERT_TRUE(route_pattern_matches("claude-haiku-*", "claude-haiku-4-5"));
+    ASSERT_FALSE(route_pattern_matches("claude-haiku-*", "claude-sonnet-4-5"));
+    ASSERT_TRUE(route_pattern_matches("claude-sonnet-4-5", "claude-sonnet-4-5"));
+    ASSERT_FALSE(route_pattern_matches("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"));
 }
 
 TEST(model_restriction_is_403)
