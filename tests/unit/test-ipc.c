@@ -698,6 +698,25 @@ TEST(names)
     ASSERT_FALSE(ipc_name_is_valid(longest));
 }
 
+TEST(account_names)
+{
+    char longest[IPC_ACCOUNT_NAME_MAX + 2];
+
+    ASSERT_TRUE(ipc_account_name_is_valid("work"));
+    ASSERT_TRUE(ipc_account_name_is_valid("a_b-c9"));
+    ASSERT_FALSE(ipc_account_name_is_valid(""));
+    ASSERT_FALSE(ipc_account_name_is_valid(NULL));
+    ASSERT_FALSE(ipc_account_name_is_valid("Work"));
+    ASSERT_FALSE(ipc_account_name_is_valid("a b"));
+    ASSERT_FALSE(ipc_account_name_is_valid("../x"));
+    memset(longest, 'a', IPC_ACCOUNT_NAME_MAX);
+    longest[IPC_ACCOUNT_NAME_MAX] = '\0';
+    ASSERT_TRUE(ipc_account_name_is_valid(longest));
+    longest[IPC_ACCOUNT_NAME_MAX] = 'a';
+    longest[IPC_ACCOUNT_NAME_MAX + 1] = '\0';
+    ASSERT_FALSE(ipc_account_name_is_valid(longest));
+}
+
 TEST(error_codes)
 {
     static const char *const codes[] = {

@@ -163,14 +163,6 @@ TEST(store_enum_strings)
     ASSERT_NULL(account_state_to_string(_ACCOUNT_STATE_MAX));
     ASSERT_EQ(account_state_from_string("needs-login"), ACCOUNT_STATE_NEEDS_LOGIN);
     ASSERT_EQ(account_state_from_string("OK"), -EINVAL);
-
-    ASSERT_TRUE(ipc_account_name_is_valid("work"));
-    ASSERT_TRUE(ipc_account_name_is_valid("a_b-c9"));
-    ASSERT_FALSE(ipc_account_name_is_valid(""));
-    ASSERT_FALSE(ipc_account_name_is_valid(NULL));
-    ASSERT_FALSE(ipc_account_name_is_valid("Work"));
-    ASSERT_FALSE(ipc_account_name_is_valid("a b"));
-    ASSERT_FALSE(ipc_account_name_is_valid("../x"));
 }
 
 TEST(store_account_roundtrip)
