@@ -120,56 +120,97 @@ static int dump_real(double d, struct buf *out)
     return buf_append_str(out, tmp);
 }
 
+/* The bytes a JSON string literal must escape: the quote, the backslash and the C0 controls. */
+static const bool json_escaped[256] = {
+    [0x00 ... 0x1f] = true,
+    ['"'] = true,
+    ['\\'] = true,
+};
+
 int translate_json_dump_string(const char *s, size_t n, struct buf *out)
 {
-    int r = buf_append(out, "\"", 1);
+    static const char hex[] = "0123456789abcdef";
+    size_t i = 0;
+    int r;
 
-    for (size_t i = 0; r >= 0 && i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[8];
+    /* Room for the literal as it is when nothing needs escaping; each escape asks for more. */
+    r = buf_reserve(out, n + 2);
+    if (r < 0)
+        return r;
+    out->data[out->len++] = '"';
+    for (;;) {
+        size_t j = i;
+        char esc[6] = {'\\'};
+        size_t esc_len = 2;
+        unsigned char c;
 
+        while (j < n && !json_escaped[(unsigned char)s[j]])
+            j++;
+        memcpy(out->data + out->len, s + i, j - i);
+        out->len += j - i;
+        if (j == n)
+            break;
+
+        c = (unsigned char)s[j];
         switch (c) {
         case '"':
-            r = buf_append(out, "\\\"", 2);
-            break;
         case '\\':
-            r = buf_append(out, "\\\\", 2);
+            esc[1] = (char)c;
             break;
         case '\b':
-            r = buf_append(out, "\\b", 2);
+            esc[1] = 'b';
             break;
         case '\f':
-            r = buf_append(out, "\\f", 2);
+            esc[1] = 'f';
             break;
         case '\n':
-            r = buf_append(out, "\\n", 2);
+            esc[1] = 'n';
             break;
         case '\r':
-            r = buf_append(out, "\\r", 2);
+            esc[1] = 'r';
             break;
         case '\t':
-            r = buf_append(out, "\\t", 2);
+            esc[1] = 't';
             break;
         default:
-            if (c < 0x20) {
-                snprintf(esc, sizeof esc, "\\u%04x", c);
-                r = buf_append(out, esc, 6);
-            } else {
-                /* Copy the run of plain bytes in one go. */
-                size_t j = i + 1;
-                while (j < n && (unsigned char)s[j] >= 0x20 && s[j] != '"' && s[j] != '\\')
-                    j++;
-                r = buf_append(out, s + i, j - i);
-                i = j - 1;
-            }
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 0xf];
+            esc_len = 6;
         }
+        /* The escape, the rest of the string and the closing quote. */
+        r = buf_reserve(out, esc_len + (n - j - 1) + 1);
+        if (r < 0) {
+            out->data[out->len] = '\0';
+            return r;
+        }
+        memcpy(out->data + out->len, esc, esc_len);
+        out->len += esc_len;
+        i = j + 1;
     }
-    return r < 0 ? r : buf_append(out, "\"", 1);
+    out->data[out->len++] = '"';
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+/* An integer in decimal, as "%" JSON_INTEGER_FORMAT prints it, without printf's machinery. */
+static int dump_integer(json_int_t v, struct buf *out)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    /* Negated as unsigned, so the most negative value has its digits too. */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        *--p = '-';
+    return buf_append(out, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 int translate_json_dump(const json_t *v, struct buf *out)
 {
-    char tmp[32];
     int r;
 
     switch (json_typeof(v)) {
@@ -178,55 +219,54 @@ int translate_json_dump(const json_t *v, struct buf *out)
         json_t *item;
         bool first = true;
 
-        r = buf_append(out, "{", 1);
+        r = buf_putc(out, '{');
         if (r < 0)
             return r;
         json_object_foreach ((json_t *)v, key, item) {
-            if (!first && (r = buf_append(out, ",", 1)) < 0)
+            if (!first && (r = buf_putc(out, ',')) < 0)
                 return r;
             first = false;
             r = translate_json_dump_string(key, strlen(key), out);
             if (r < 0)
                 return r;
-            r = buf_append(out, ":", 1);
+            r = buf_putc(out, ':');
             if (r < 0)
                 return r;
             r = translate_json_dump(item, out);
             if (r < 0)
                 return r;
         }
-        return buf_append(out, "}", 1);
+        return buf_putc(out, '}');
     }
     case JSON_ARRAY: {
         size_t i;
         json_t *item;
 
-        r = buf_append(out, "[", 1);
+        r = buf_putc(out, '[');
         if (r < 0)
             return r;
         json_array_foreach ((json_t *)v, i, item) {
-            if (i > 0 && (r = buf_append(out, ",", 1)) < 0)
+            if (i > 0 && (r = buf_putc(out, ',')) < 0)
                 return r;
             r = translate_json_dump(item, out);
             if (r < 0)
                 return r;
         }
-        return buf_append(out, "]", 1);
+        return buf_putc(out, ']');
     }
     case JSON_STRING:
         return translate_json_dump_string(json_string_value(v), json_string_length(v), out);
     case JSON_INTEGER:
-        snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf_append_str(out, tmp);
+        return dump_integer(json_integer_value(v), out);
     case JSON_REAL:
         return dump_real(json_real_value(v), out);
     case JSON_TRUE:
-        return buf_append_str(out, "true");
+        return buf_append(out, "true", 4);
     case JSON_FALSE:
-        return buf_append_str(out, "false");
+        return buf_append(out, "false", 5);
     case JSON_NULL:
     default:
-        return buf_append_str(out, "null");
+        return buf_append(out, "null", 4);
     }
 }
 
@@ -300,7 +340,7 @@ json_t *translate_response(const json_t *msg, const struct translate_context *ct
     json_auto_t *out = NULL, *message = NULL, *tool_calls = NULL, *thinking_blocks = NULL,
                 *annotations = NULL, *json_content = NULL;
     struct buf text = BUF_INIT(RESPONSE_TEXT_MAX), reasoning = BUF_INIT(RESPONSE_TEXT_MAX);
-    json_t *first_tool = NULL;
+    json_t *first_tool = NULL, *only_text = NULL;
     size_t i;
     int r = 0;
 
@@ -326,12 +366,24 @@ json_t *translate_response(const json_t *msg, const struct translate_context *ct
         if (!type)
             continue;
         if (streq(type, "text")) {
-            const char *t = json_string_value(json_object_get(block, "text"));
-            size_t n = t ? strlen(t) : 0;
+            json_t *tv = json_object_get(block, "text");
+            const char *t = json_string_value(tv);
+            size_t n = t ? json_string_length(tv) : 0;
+            bool cited = json_array_size(json_object_get(block, "citations")) > 0;
 
-            r = annotations_add(annotations, block,
-                                utf8_chars(text.data ? text.data : "", text.len),
-                                utf8_chars(t ? t : "", n));
+            /* The usual answer, one text block, is used as it is rather than copied twice. */
+            if (n > 0 && !cited && text.len == 0 && !only_text) {
+                only_text = tv;
+                continue;
+            }
+            if (only_text) {
+                r = buf_append(&text, json_string_value(only_text), json_string_length(only_text));
+                only_text = NULL;
+            }
+            if (r >= 0 && cited)
+                r = annotations_add(annotations, block,
+                                    utf8_chars(text.data ? text.data : "", text.len),
+                                    utf8_chars(t ? t : "", n));
             if (r >= 0 && n > 0)
                 r = buf_append(&text, t, n);
         } else if (streq(type, "thinking")) {
@@ -388,6 +440,8 @@ json_t *translate_response(const json_t *msg, const struct translate_context *ct
         /* Forced-tool JSON mode: the tool's input is the answer (there is no prefix: prefill and
          * a forced tool do not mix). */
         json_object_set(message, "content", json_content);
+    else if (only_text)
+        json_object_set(message, "content", only_text);
     else if (text.len > 0)
         json_object_set_new(message, "content", json_stringn(text.data, text.len));
     else

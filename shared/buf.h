@@ -19,6 +19,16 @@ struct buf {
  * was), or -ENOMEM. */
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_str(struct buf *b, const char *s);
+/* Appends one byte: buf_append(b, &c, 1), inline when there is room already. */
+static inline int buf_putc(struct buf *b, char c)
+{
+    if (b->cap - b->len >= 2) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return buf_append(b, &c, 1);
+}
 /* Ensures room for n more bytes without changing .len. Same errors as buf_append(). */
 int buf_reserve(struct buf *b, size_t n);
 /* Removes the first n bytes (n <= len). */

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "buf.h"
 #include "fuzz.h"
 #include "macro.h"
 #include "translate.h"
@@ -35,6 +36,52 @@ static bool is_blank_text(const json_t *block)
         if (!strchr(" \t\r\n\f\v", *text))
             return false;
     return true;
+}
+
+/* a and b hold the same JSON, numbers compared by value: translate_json_dump() writes a real that
+ * is whole as "1", which reads back as an integer. */
+static bool same_json(const json_t *a, const json_t *b)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    if (json_is_number(a) && json_is_number(b))
+        return json_number_value(a) == json_number_value(b);
+    if (json_typeof(a) != json_typeof(b))
+        return false;
+    switch (json_typeof(a)) {
+    case JSON_OBJECT:
+        if (json_object_size(a) != json_object_size(b))
+            return false;
+        json_object_foreach ((json_t *)a, key, v)
+            if (!same_json(v, json_object_get(b, key)))
+                return false;
+        return true;
+    case JSON_ARRAY:
+        if (json_array_size(a) != json_array_size(b))
+            return false;
+        json_array_foreach (a, i, v)
+            if (!same_json(v, json_array_get(b, i)))
+                return false;
+        return true;
+    default:
+        return json_equal(a, b);
+    }
+}
+
+/* What routerd sends, printed by translate_json_dump(), reads back as the same JSON. */
+static void check_dump_round_trip(const json_t *v)
+{
+    struct buf b = BUF_INIT(0);
+    json_t *back;
+
+    FUZZ_CHECK(translate_json_dump(v, &b) == 0);
+    FUZZ_CHECK(b.data && b.data[b.len] == '\0');
+    back = json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    FUZZ_CHECK(back && same_json(v, back));
+    json_decref(back);
+    buf_free(&b, false);
 }
 
 static void check_request(const json_t *out, const struct translate_context *ctx)
@@ -65,6 +112,7 @@ static void check_request(const json_t *out, const struct translate_context *ctx
     }
     json_array_foreach (json_object_get(out, "system"), j, block)
         FUZZ_CHECK(!is_blank_text(block));
+    check_dump_round_trip(out);
 }
 
 static void check_response(const json_t *in)
@@ -85,6 +133,7 @@ static void check_response(const json_t *in)
     FUZZ_CHECK(json_is_string(json_object_get(message, "content")) ||
                json_is_null(json_object_get(message, "content")));
     FUZZ_CHECK(json_is_integer(json_object_get(json_object_get(out, "usage"), "total_tokens")));
+    check_dump_round_trip(out);
     json_decref(out);
 }
 
@@ -133,6 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_decref(out);
         }
     }
+    check_dump_round_trip(in);
     check_response(in);
     check_error(in, size % 2 ? 429 : 529);
     check_error(in, 0);

@@ -1,5 +1,7 @@
 /* test-translate-response.c: translate_response(), translate_error() and the shared helpers
  * (JSON.stringify-like dumping, finish reasons, usage) on what the golden cases leave open. */
+#include <string.h>
+
 #include <jansson.h>
 
 #include "macro.h"
@@ -54,6 +56,77 @@ TEST(json_dump_bounded)
 
     ASSERT_ERROR(translate_json_dump(v, &b), ENOBUFS);
     buf_free(&b, false);
+}
+
+TEST(json_dump_escapes_every_control_byte)
+{
+    char raw[160];
+    size_t n = 0;
+    json_auto_t *v = NULL, *back = NULL;
+    struct buf b = BUF_INIT(0);
+
+    /* Every byte from 0x01 to 0x7f, then UTF-8 for U+00E9 and U+1F600: each either copied or
+     * escaped, and jansson reads the result back as the same string. */
+    for (int c = 1; c < 0x80; c++)
+        raw[n++] = (char)c;
+    memcpy(raw + n, "\xc3\xa9\xf0\x9f\x98\x80", 6);
+    n += 6;
+    v = json_stringn(raw, n);
+    ASSERT_NOT_NULL(v);
+    ASSERT_OK(translate_json_dump(v, &b));
+    back = json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
+    ASSERT_NOT_NULL(back);
+    ASSERT_TRUE(json_equal(v, back));
+    /* The short forms where JSON.stringify uses them, \u00XX (lower case) for the rest. */
+    ASSERT_NOT_NULL(strstr(b.data, "\"\\u0001\\u0002"));
+    ASSERT_NOT_NULL(strstr(b.data, "\\b\\t\\n\\u000b\\f\\r\\u000e"));
+    ASSERT_NOT_NULL(strstr(b.data, "\\u001f !\\\"#"));
+    ASSERT_NOT_NULL(strstr(b.data, "[\\\\]"));
+    ASSERT_NOT_NULL(strstr(b.data, "}~\x7f\xc3\xa9"));
+    ASSERT_EQ(b.data[b.len], '\0');
+    buf_free(&b, false);
+}
+
+TEST(json_dump_integers)
+{
+    expect_dump("[0,7,-1,10,-10,9223372036854775807,-9223372036854775808]",
+                "[0,7,-1,10,-10,9223372036854775807,-9223372036854775808]");
+}
+
+TEST(json_dump_bounded_by_escapes)
+{
+    /* 7 bytes written as a literal if nothing needed escaping, 9 with its two quotes escaped: a
+     * ceiling of 8 takes the plain one only. */
+    json_auto_t *plain = json_string("abcd"), *quoted = json_string("a\"b\"c");
+    struct buf b = BUF_INIT(8);
+
+    ASSERT_OK(translate_json_dump(plain, &b));
+    ASSERT_STREQ(b.data, "\"abcd\"");
+    buf_clear(&b);
+    ASSERT_ERROR(translate_json_dump(quoted, &b), ENOBUFS);
+    ASSERT_TRUE(b.len <= 8);
+    ASSERT_EQ(b.data[b.len], '\0');
+    buf_free(&b, false);
+}
+
+TEST(response_text_blocks_joined)
+{
+    struct translate_context ctx = {.model = "gpt-4o"};
+    json_auto_t *one = parse("{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":"
+                             "\"only \\\"one\\\"\"}],\"stop_reason\":\"end_turn\"}");
+    json_auto_t *many =
+        parse("{\"type\":\"message\",\"content\":[{\"type\":\"text\",\"text\":\"\"},"
+              "{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"thinking\",\"thinking\":\"t\"},"
+              "{\"type\":\"text\",\"text\":\"\"},{\"type\":\"text\",\"text\":\"b\"}],"
+              "\"stop_reason\":\"end_turn\"}");
+    json_auto_t *a = translate_response(one, &ctx, NULL);
+    json_auto_t *b = translate_response(many, &ctx, NULL);
+    json_t *ma = json_object_get(json_array_get(json_object_get(a, "choices"), 0), "message");
+    json_t *mb = json_object_get(json_array_get(json_object_get(b, "choices"), 0), "message");
+
+    ASSERT_STREQ(json_string_value(json_object_get(ma, "content")), "only \"one\"");
+    ASSERT_STREQ(json_string_value(json_object_get(mb, "content")), "ab");
+    ASSERT_STREQ(json_string_value(json_object_get(mb, "reasoning_content")), "t");
 }
 
 TEST(finish_reasons)
