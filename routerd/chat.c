@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "chat.h"
+#include "json-arena.h"
 #include "log.h"
 #include "model-map.h"
 #include "models.h"
@@ -28,35 +29,21 @@
 
 #define CHAT_CAPTURE_MAX (16 * 1024 * 1024)
 
-/* v (borrowed) as compact JSON text, in a string the caller frees; NULL when out of memory.
- * translate_json_dump() rather than json_dumps(): a third of the time for a 1 KB body, since it
- * neither keeps a table of the containers it is inside nor copies the text once more at the end;
- * and reals come out as the client wrote them (0.7, not 0.69999999999999996). size_hint is the
- * expected length, to allocate once. */
-static char *json_text(const json_t *v, size_t size_hint, size_t *ret_len)
-{
-    struct buf b = BUF_INIT(0);
-
-    if (buf_reserve(&b, size_hint) < 0 || translate_json_dump(v, &b) < 0) {
-        buf_free(&b, false);
-        return NULL;
-    }
-    *ret_len = b.len;
-    return buf_steal(&b);
-}
-
 static int reply_json(struct request *req, unsigned status, json_t *body)
 {
     size_t len;
-    char *text = json_text(body, 2048, &len);
+    char *text = translate_json_text(body, 2048, &len);
 
     if (!text)
         return -ENOMEM;
     return request_reply_buffer(req, status, "application/json", text);
 }
 
-int chat_begin(struct request *req)
+/* Parses, maps and translates the client's body into req->body. The values it makes live in one
+ * arena scope and are gone when it returns. */
+static int chat_translate(struct request *req)
 {
+    _cleanup_json_arena_ struct json_arena *arena = json_arena_enter();
     struct server *s = req->server;
     struct translate_error terr = {};
     struct model_info info = {};
@@ -70,10 +57,6 @@ int chat_begin(struct request *req)
     r = request_parse_body(req, 0, false, &in);
     if (r < 0)
         return req->responded ? 0 : r; /* answered, unless even the 400 could not be queued */
-
-    /* The upstream's model list refines the static capability table; fetched on first use. */
-    if (!s->model_caps)
-        (void)models_refresh(s);
 
     requested = json_string_value(json_object_get(in, "model"));
     if (requested) {
@@ -100,10 +83,24 @@ int chat_begin(struct request *req)
     if (json_is_number(json_object_get(out, "max_tokens")))
         req->max_tokens = (int64_t)json_number_value(json_object_get(out, "max_tokens"));
 
-    text = json_text(out, req->body.len + 512, &len);
+    text = translate_json_text(out, req->body.len + 512, &len);
     if (!text)
         return -ENOMEM;
     request_set_body(req, text, len);
+    return 1;
+}
+
+int chat_begin(struct request *req)
+{
+    int r;
+
+    r = chat_translate(req);
+    if (r <= 0)
+        return r;
+    /* The upstream's model list refines the static capability table; fetched on the first valid
+     * request, for the ones after it (outside the arena scope: the fetch outlives the request). */
+    if (!req->server->model_caps)
+        (void)models_refresh(req->server);
     req->translate = true;
     req->capture.max = CHAT_CAPTURE_MAX; /* the whole answer is buffered, not just its usage */
 
@@ -166,6 +163,7 @@ static void stream_finish(struct request *req, bool ok, const char *message)
 
 void chat_finish(struct request *req, bool ok, const char *message)
 {
+    _cleanup_json_arena_ struct json_arena *arena = NULL;
     struct server *s = req->server;
     json_auto_t *reply = NULL, *answer = NULL;
     unsigned status = req->upstream_status;
@@ -174,6 +172,9 @@ void chat_finish(struct request *req, bool ok, const char *message)
         stream_finish(req, ok, message);
         return;
     }
+    /* A model list may be kept (server.c caches capabilities); anything else is gone on return. */
+    if (!req->models_list)
+        arena = json_arena_enter();
     /* Buffered: the whole upstream answer is in req->capture. */
     reply = json_loadb(req->capture.data ? req->capture.data : "", req->capture.len, 0, NULL);
     if (status == 200 && req->models_list) {

@@ -12,6 +12,7 @@
 #include "http-error.h"
 #include "macro.h"
 #include "proxy.h"
+#include "translate.h"
 
 const char *error_type_for_status(unsigned status)
 {
@@ -79,7 +80,8 @@ char *error_body_new(enum api_format fmt, unsigned status, const char *type, con
     }
     if (!root)
         return NULL;
-    return json_dumps(root, JSON_COMPACT);
+    /* Not json_dumps(): inside a json-arena scope its text would not be free()'s to free. */
+    return translate_json_text(root, 256, NULL);
 }
 
 int http_reply_error_openai(struct request *req, unsigned status, const char *message,

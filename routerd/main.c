@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "ipc.h"
+#include "json-arena.h"
 #include "log.h"
 #include "secret.h"
 #include "server.h"
@@ -220,6 +221,8 @@ static int run(int argc, char **argv)
      * mode keeps its key out of JSON and skips the cost. */
     if (cfg.authd_socket && *cfg.authd_socket)
         ipc_json_wipe_on_free();
+    /* Request bodies are parsed and translated in arena scopes (json-arena.h). */
+    json_arena_install(cfg.authd_socket && *cfg.authd_socket);
     r = load_api_key(&cfg, &key);
     if (r < 0)
         goto finish;

@@ -28,6 +28,7 @@
 
 #include "authd-client.h"
 #include "chat.h"
+#include "json-arena.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
@@ -36,6 +37,7 @@
 #include "route.h"
 #include "secret.h"
 #include "server.h"
+#include "translate.h"
 #include "util.h"
 #include "vertex.h"
 
@@ -1007,6 +1009,7 @@ static int body_set_model(struct request *req, const char *model)
 {
     json_t *root;
     char *text;
+    size_t len;
     int r = -ENOMEM;
 
     root = json_loadb(req->body.data ? req->body.data : "", req->body.len, JSON_ALLOW_NUL, NULL);
@@ -1016,16 +1019,19 @@ static int body_set_model(struct request *req, const char *model)
         return 0;
     }
     if (json_object_set_new(root, "model", json_string(model)) == 0 &&
-        (text = json_dumps(root, JSON_COMPACT))) {
-        request_set_body(req, text, strlen(text));
+        (text = translate_json_text(root, req->body.len + 64, &len))) {
+        request_set_body(req, text, len);
         r = 0;
     }
     json_decref(root);
     return r;
 }
 
+/* Reads model, stream and max_tokens from a Messages body, and applies an alias. The values it
+ * makes live in one arena scope and are gone when it returns. */
 static int messages_peek(struct request *req)
 {
+    _cleanup_json_arena_ struct json_arena *arena = json_arena_enter();
     json_t *root = NULL, *v;
     int r;
 

@@ -270,6 +270,19 @@ int translate_json_dump(const json_t *v, struct buf *out)
     }
 }
 
+char *translate_json_text(const json_t *v, size_t size_hint, size_t *ret_len)
+{
+    struct buf b = BUF_INIT(0);
+
+    if (buf_reserve(&b, size_hint) < 0 || translate_json_dump(v, &b) < 0) {
+        buf_free(&b, false);
+        return NULL;
+    }
+    if (ret_len)
+        *ret_len = b.len;
+    return buf_steal(&b);
+}
+
 /* JSON.stringify(v) (v borrowed) as a new jansson string (a new reference), or NULL. */
 static json_t *json_stringify(const json_t *v)
 {

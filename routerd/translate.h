@@ -126,6 +126,10 @@ void translate_usage_merge(struct usage *u, const json_t *usage);
  * shortest round-trip form (0.7, not 0.69999999999999996). Appends to out; 0, -ENOMEM or
  * -ENOBUFS. */
 int translate_json_dump(const json_t *v, struct buf *out);
+/* The same text in a new NUL-terminated string, from malloc(), for free(); NULL when out of memory.
+ * size_hint is the expected length, to allocate once; *ret_len (if not NULL) gets the length.
+ * Unlike json_dumps() text, it may be freed with free() inside a json-arena scope. */
+char *translate_json_text(const json_t *v, size_t size_hint, size_t *ret_len);
 /* Appends the JSON string literal of n bytes of UTF-8, escaped as JSON.stringify and jansson both
  * do: quote, backslash and control characters only. */
 int translate_json_dump_string(const char *s, size_t n, struct buf *out);
