@@ -51,6 +51,12 @@ struct authd_conn {
     uint64_t closing_since;
     struct authd_pending *pending;
     unsigned n_pending;
+    /* snapshot.get pages not fetched yet (ops.c): the snapshot's members, of which those from
+     * snap_next on still have to go, under snap_generation, for the cursor snap_cursor. */
+    json_t *snap_members;
+    size_t snap_next;
+    uint64_t snap_generation, snap_serial;
+    char snap_cursor[48];
 };
 
 struct authd {

@@ -623,6 +623,64 @@ static void op_status(struct authd_conn *c, uint64_t id, json_t *req)
     (void)authd_conn_send(c, TAKE_PTR(reply));
 }
 
+/* What a snapshot page's envelope may add to the reply after its members are counted: "more",
+ * "cursor" and its value, with room to spare. */
+#define SNAPSHOT_PAGE_SLACK 256
+
+static void snapshot_pages_drop(struct authd_conn *c)
+{
+    json_decref(c->snap_members);
+    c->snap_members = NULL;
+    c->snap_next = 0;
+    c->snap_cursor[0] = '\0';
+}
+
+/* Sends reply (owned: the first page's fields, or a bare reply for a later page) with as many of
+ * the connection's pending members as fit in one frame, and a cursor when some are left. */
+static void snapshot_page_send(struct authd_conn *c, uint64_t id, json_t *reply)
+{
+    json_auto_t *r = reply;
+    json_t *page = json_array(), *m;
+    size_t used, n = json_array_size(c->snap_members);
+
+    if (!r || !page || json_object_set_new(r, "members", page) < 0)
+        return (void)log_oom();
+    used = json_dumpb(r, NULL, 0, JSON_COMPACT) + SNAPSHOT_PAGE_SLACK;
+    for (; c->snap_next < n; c->snap_next++) {
+        size_t size;
+
+        m = json_array_get(c->snap_members, c->snap_next);
+        size = json_dumpb(m, NULL, 0, JSON_COMPACT) + 1; /* and a comma */
+        if (used + size > IPC_FRAME_MAX)
+            break;
+        if (json_array_append(page, m) < 0)
+            return (void)log_oom();
+        used += size;
+    }
+    if (c->snap_next < n && json_array_size(page) == 0) {
+        /* Not even one member fits next to the first page's fields. */
+        snapshot_pages_drop(c);
+        (void)authd_conn_reply_error(c, id, IPC_ERROR_TOO_LARGE,
+                                     "The snapshot's first page does not fit in one frame");
+        return;
+    }
+    if (c->snap_next < n) {
+        snprintf(c->snap_cursor, sizeof c->snap_cursor, "%" PRIu64 ".%zu", c->snap_serial,
+                 c->snap_next);
+        if (json_object_set_new(r, "more", json_true()) < 0 ||
+            json_object_set_new(r, "cursor", json_string(c->snap_cursor)) < 0)
+            return (void)log_oom();
+    } else {
+        snapshot_pages_drop(c);
+        if (json_object_set_new(r, "more", json_false()) < 0)
+            return (void)log_oom();
+    }
+    (void)authd_conn_send(c, TAKE_PTR(r));
+}
+
+/* The first page carries everything but members, and as many members as fit; each later page
+ * only members, taken from the list made for the first, so every page belongs to the generation
+ * the first one had. A new request without a cursor starts over. */
 static void op_snapshot_get(struct authd_conn *c, uint64_t id, json_t *req)
 {
     struct authd *a = c->authd;
@@ -630,13 +688,22 @@ static void op_snapshot_get(struct authd_conn *c, uint64_t id, json_t *req)
     json_auto_t *reply = NULL;
     int r;
 
-    /* Everything fits in the first page today (members and prices come later), so no cursor is
-     * ever handed out and none can be this connection's current one. */
     if (cursor && !json_is_null(cursor)) {
-        (void)authd_conn_reply_error(c, id, IPC_ERROR_NOT_FOUND,
-                                     "Unknown snapshot cursor; start again without one");
+        if (!json_is_string(cursor) || !c->snap_members ||
+            !streq(json_string_value(cursor), c->snap_cursor)) {
+            (void)authd_conn_reply_error(c, id, IPC_ERROR_NOT_FOUND,
+                                         "Unknown snapshot cursor; start again without one");
+            return;
+        }
+        reply = ipc_reply_ok(id);
+        if (!reply || json_object_set_new(reply, "generation",
+                                          json_integer((json_int_t)c->snap_generation)) < 0)
+            return (void)log_oom();
+        snapshot_page_send(c, id, TAKE_PTR(reply));
         return;
     }
+
+    snapshot_pages_drop(c);
     reply = reply_with_generation(a, id);
     if (!reply)
         return (void)log_oom();
@@ -650,9 +717,10 @@ static void op_snapshot_get(struct authd_conn *c, uint64_t id, json_t *req)
         reply_store_error(c, id, r, "read the members");
         return;
     }
-    if (json_object_set_new(reply, "more", json_false()) < 0)
-        return (void)log_oom();
-    (void)authd_conn_send(c, TAKE_PTR(reply));
+    c->snap_members = json_incref(json_object_get(reply, "members"));
+    c->snap_generation = (uint64_t)json_integer_value(json_object_get(reply, "generation"));
+    c->snap_serial++;
+    snapshot_page_send(c, id, TAKE_PTR(reply));
 }
 
 static void on_token(const struct cred_result *res, void *userdata)

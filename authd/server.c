@@ -65,6 +65,8 @@ static struct authd_conn *conn_free(struct authd_conn *c)
         return NULL;
     a = c->authd;
     authd_ops_cancel_pending(c);
+    json_decref(c->snap_members);
+    c->snap_members = NULL;
     if (c->prev)
         c->prev->next = c->next;
     else

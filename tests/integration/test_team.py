@@ -173,6 +173,25 @@ class TeamTest(RouterTestCase):
         # The log names the member, never the key.
         self.assertIn("alice", r.log_text())
 
+    def test_members_beyond_one_snapshot_page(self):
+        """Enough members that authd's snapshot takes several 64 KiB pages: routerd applies them
+        all, so the first and the last member added both get in."""
+        ids = [self.ipc.start("member.add", name="m%04d" % i,
+                              models=["claude-sonnet-4-5", "claude-haiku-4-*"])
+               for i in range(700)]
+        keys = []
+        for rid in ids:
+            reply = self.ipc.wait_reply(rid)
+            self.assertTrue(reply.get("ok"), reply)
+            keys.append(reply["key"])
+        self.keys.extend(keys)
+        self.assertIs(self.ipc.call("snapshot.get")["more"], True)
+        r = self.start_team_router()
+        self.wait_status(lambda: self.messages(r, keys[-1]), 200)
+        self.assertEqual(self.chat(r, keys[0]).status, 200)
+        self.assertEqual(self.messages(r, keys[350]).status, 200)
+        r.wait_for_log(r"Applied routing snapshot generation \d+ \(700 members\)")
+
     def test_model_restriction_403(self):
         key = self.add_member("bob", models=["claude-haiku-*"])
         r = self.start_team_router()

@@ -156,6 +156,54 @@ class TeamAuthdTest(unittest.TestCase):
         self.assertIn(sha256(key2).encode(), data)
         self.assertIn("Member 'alice' added (key %s)" % sha256(key)[:8], self.authd.log())
 
+    def test_snapshot_in_pages(self):
+        """More members than one 64 KiB frame holds: the snapshot comes in pages, each under the
+        frame limit, all of one generation, every member exactly once."""
+        n = 700
+        models = ["claude-sonnet-4-5", "claude-haiku-4-*", "claude-opus-4-1-20250805"]
+        with self.authd.client() as c:
+            ids = [c.start("member.add", name="member-%04d" % i, budget_micro_usd=1000000 + i,
+                           rate_limit_rpm=60, models=models) for i in range(n)]
+            for rid in ids:
+                reply = c.wait_reply(rid)
+                self.assertTrue(reply.get("ok"), reply)
+                self.keys.append(reply["key"])
+
+            first = c.call("snapshot.get")
+            self.assertIs(first["more"], True)
+            self.assertIn("prices", first)
+            self.assertIn("routes", first)
+            pages, cursor = [first], first["cursor"]
+            while pages[-1]["more"]:
+                page = c.call("snapshot.get", cursor=pages[-1]["cursor"])
+                self.assertEqual(page["generation"], first["generation"])
+                self.assertNotIn("prices", page)
+                pages.append(page)
+                self.assertLess(len(pages), 20)
+            self.assertGreaterEqual(len(pages), 3)
+            self.assertNotIn("cursor", pages[-1])
+            for page in pages:
+                frame = json.dumps(page, separators=(",", ":"), ensure_ascii=False)
+                self.assertLessEqual(len(frame.encode()), 65536)
+            names = [m["name"] for page in pages for m in page["members"]]
+            self.assertEqual(sorted(names), ["member-%04d" % i for i in range(n)])
+            last = pages[-1]["members"][-1]
+            self.assertEqual(last["models"], models)
+            self.assertEqual(last["rate_limit_rpm"], 60)
+
+            # A used cursor, or one from before a new first page, is not this connection's.
+            self.assertEqual(c.request("snapshot.get", cursor=cursor)["error"]["code"],
+                             "not_found")
+            again = c.call("snapshot.get")
+            self.assertNotEqual(again["cursor"], cursor)
+            self.keys.append(c.call("member.add", name="late")["key"])  # a new generation
+            nxt = c.call("snapshot.get", cursor=again["cursor"])
+            self.assertEqual(nxt["generation"], again["generation"])
+            self.assertEqual(nxt["members"], pages[1]["members"])
+            with self.authd.client() as other:
+                self.assertEqual(other.request("snapshot.get", cursor=nxt.get("cursor", "x"))
+                                 ["error"]["code"], "not_found")
+
     def test_snapshot_prices_and_override(self):
         with self.authd.client() as c:
             prices = {p["model"]: p for p in self.snapshot(c)["prices"]}
