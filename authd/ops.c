@@ -623,9 +623,27 @@ static void op_status(struct authd_conn *c, uint64_t id, json_t *req)
     (void)authd_conn_send(c, TAKE_PTR(reply));
 }
 
-/* What a snapshot page's envelope may add to the reply after its members are counted: "more",
- * "cursor" and its value, with room to spare. */
-#define SNAPSHOT_PAGE_SLACK 256
+/* What a page's envelope may add to a reply after its items are counted ("more", a cursor and its
+ * value), with room to spare. */
+#define PAGE_SLACK 256
+
+/* Appends items[from], items[from + 1], ... (borrowed) to page, an array inside reply, while the
+ * reply still fits in one frame. Returns the index of the first item left out (the size of items
+ * when all went in); a return of from means not even one fits. */
+static size_t page_fill(const json_t *reply, json_t *page, const json_t *items, size_t from)
+{
+    size_t used = json_dumpb(reply, NULL, 0, JSON_COMPACT) + PAGE_SLACK, n = json_array_size(items);
+
+    for (; from < n; from++) {
+        json_t *item = json_array_get(items, from);
+        size_t size = json_dumpb(item, NULL, 0, JSON_COMPACT) + 1; /* and a comma */
+
+        if (used + size > IPC_FRAME_MAX || json_array_append(page, item) < 0)
+            break;
+        used += size;
+    }
+    return from;
+}
 
 static void snapshot_pages_drop(struct authd_conn *c)
 {
@@ -640,23 +658,12 @@ static void snapshot_pages_drop(struct authd_conn *c)
 static void snapshot_page_send(struct authd_conn *c, uint64_t id, json_t *reply)
 {
     json_auto_t *r = reply;
-    json_t *page = json_array(), *m;
-    size_t used, n = json_array_size(c->snap_members);
+    json_t *page = json_array();
+    size_t n = json_array_size(c->snap_members);
 
     if (!r || !page || json_object_set_new(r, "members", page) < 0)
         return (void)log_oom();
-    used = json_dumpb(r, NULL, 0, JSON_COMPACT) + SNAPSHOT_PAGE_SLACK;
-    for (; c->snap_next < n; c->snap_next++) {
-        size_t size;
-
-        m = json_array_get(c->snap_members, c->snap_next);
-        size = json_dumpb(m, NULL, 0, JSON_COMPACT) + 1; /* and a comma */
-        if (used + size > IPC_FRAME_MAX)
-            break;
-        if (json_array_append(page, m) < 0)
-            return (void)log_oom();
-        used += size;
-    }
+    c->snap_next = page_fill(r, page, c->snap_members, c->snap_next);
     if (c->snap_next < n && json_array_size(page) == 0) {
         /* Not even one member fits next to the first page's fields. */
         snapshot_pages_drop(c);
@@ -1602,15 +1609,24 @@ static void op_usage_query(struct authd_conn *c, uint64_t id, json_t *req)
     json_t *member_f = json_object_get(req, "member"), *group_f = json_object_get(req, "group_by");
     int64_t since = month_start_at() * 1000000, until = (int64_t)now_realtime_usec() + 1;
     enum usage_group group = USAGE_GROUP_MEMBER;
+    json_t *after_f = json_object_get(req, "after");
     struct usage_row *rows = NULL, total = {};
-    const char *member = NULL;
-    json_auto_t *reply = NULL;
+    const char *member = NULL, *after = NULL;
+    json_auto_t *reply = NULL, *all = NULL;
     json_t *arr;
-    size_t n = 0;
+    size_t n = 0, first = 0, next;
     int r;
 
     if (!time_field(c, id, req, "since", &since) || !time_field(c, id, req, "until", &until))
         return;
+    if (after_f && !json_is_null(after_f)) {
+        after = json_string_value(after_f);
+        if (!after) {
+            (void)authd_conn_reply_error(c, id, IPC_ERROR_BAD_REQUEST,
+                                         "Field 'after' must be a string");
+            return;
+        }
+    }
     if (member_f && !json_is_null(member_f)) {
         member = json_string_value(member_f);
         if (!member || !ipc_account_name_is_valid(member)) {
@@ -1634,7 +1650,8 @@ static void op_usage_query(struct authd_conn *c, uint64_t id, json_t *req)
     }
     reply = ipc_reply_ok(id);
     arr = json_array();
-    if (!reply || !arr || json_object_set_new(reply, "rows", arr) < 0)
+    all = json_array();
+    if (!reply || !arr || !all || json_object_set_new(reply, "rows", arr) < 0)
         goto oom;
     for (size_t i = 0; i < n; i++) {
         total.requests += rows[i].requests;
@@ -1644,14 +1661,36 @@ static void op_usage_query(struct authd_conn *c, uint64_t id, json_t *req)
         total.cache_write += rows[i].cache_write;
         total.cost_micro_usd += rows[i].cost_micro_usd;
         total.errors += rows[i].errors;
-        if (json_array_append_new(arr, usage_row_json(&rows[i], true)) < 0)
+        if (json_array_append_new(all, usage_row_json(&rows[i], true)) < 0)
             goto oom;
+        /* Rows come sorted by key, null first: a page after a key starts past it. */
+        if (after && (!rows[i].key || strcmp(rows[i].key, after) <= 0))
+            first = i + 1;
     }
     if (json_object_set_new(reply, "total", usage_row_json(&total, false)) < 0)
         goto oom;
+    next = page_fill(reply, arr, all, first);
+    if (next < n) {
+        json_t *last = json_object_get(json_array_get(arr, json_array_size(arr) - 1), "key");
+
+        if (next == first) {
+            usage_rows_free(rows, n);
+            (void)authd_conn_reply_error(c, id, IPC_ERROR_TOO_LARGE,
+                                         "A usage row does not fit "
+                                         "in one frame");
+            return;
+        }
+        /* The null key sorts before every string, "" included. */
+        if (json_object_set_new(reply, "more", json_true()) < 0 ||
+            json_object_set_new(reply, "next_after",
+                                json_string(json_is_string(last) ? json_string_value(last) : "")) <
+                0)
+            goto oom;
+    } else if (json_object_set_new(reply, "more", json_false()) < 0)
+        goto oom;
     usage_rows_free(rows, n);
-    log_debug("Connection %" PRIu64 ": usage.query id %" PRIu64 ": %zu rows by %s.", c->number, id,
-              n, usage_group_to_string(group));
+    log_debug("Connection %" PRIu64 ": usage.query id %" PRIu64 ": rows %zu-%zu of %zu by %s.",
+              c->number, id, first, next, n, usage_group_to_string(group));
     (void)authd_conn_send(c, TAKE_PTR(reply));
     return;
 oom:

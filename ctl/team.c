@@ -416,6 +416,49 @@ static void usage_cells(const json_t *row, char cells[7][32])
     format_usd(json_integer_value(json_object_get(row, "cost_micro_usd")), cells[6]);
 }
 
+#define USAGE_PAGES_MAX 10000
+
+/* usage.query, every page of it: authd answers as many rows as fit in one frame, and "more" with
+ * the key to continue after. *ret_reply is the last page's reply, holding every page's rows. */
+static int usage_query_all(const json_t *fields, json_t **ret_reply)
+{
+    json_auto_t *rows = json_array(), *reply = NULL;
+    _cleanup_free_ char *after = NULL;
+
+    if (!rows)
+        return ctl_fail(CTL_EXIT_FAILED, "out of memory");
+    for (unsigned page = 0; page < USAGE_PAGES_MAX; page++) {
+        json_auto_t *f = json_deep_copy(fields);
+        json_t *next;
+        int r;
+
+        if (!f || (after && json_object_set_new(f, "after", json_string(after)) < 0))
+            return ctl_fail(CTL_EXIT_FAILED, "out of memory");
+        json_decref(reply);
+        reply = NULL;
+        r = ctl_call_once("usage.query", TAKE_PTR(f), &reply);
+        if (r)
+            return r;
+        if (json_array_extend(rows, json_object_get(reply, "rows")) < 0)
+            return ctl_fail(CTL_EXIT_FAILED, "out of memory");
+        next = json_object_get(reply, "next_after");
+        if (!json_is_true(json_object_get(reply, "more")) || !json_is_string(next)) {
+            json_object_del(reply, "more");
+            json_object_del(reply, "next_after");
+            if (json_object_set(reply, "rows", rows) < 0)
+                return ctl_fail(CTL_EXIT_FAILED, "out of memory");
+            *ret_reply = TAKE_PTR(reply);
+            return 0;
+        }
+        free(after);
+        after = strdup(json_string_value(next));
+        if (!after)
+            return ctl_fail(CTL_EXIT_FAILED, "out of memory");
+    }
+    return ctl_fail(CTL_EXIT_FAILED, "dualroute-authd's usage answer did not end after %u pages",
+                    USAGE_PAGES_MAX);
+}
+
 int verb_usage(int argc, char **argv)
 {
     enum { ARG_MEMBER = 0x100, ARG_SINCE, ARG_UNTIL, ARG_BY, ARG_JSON, ARG_CSV };
@@ -477,7 +520,7 @@ int verb_usage(int argc, char **argv)
     if (json && csv)
         return ctl_fail(CTL_EXIT_USAGE, "--json and --csv exclude each other");
     json_object_set_new(fields, "group_by", json_string(by));
-    r = ctl_call_once("usage.query", TAKE_PTR(fields), &reply);
+    r = usage_query_all(fields, &reply);
     if (r)
         return r;
     if (json)

@@ -243,6 +243,50 @@ class TeamAuthdTest(unittest.TestCase):
 
     # --- usage ledger ---------------------------------------------------------------------------
 
+    def test_usage_query_in_pages(self):
+        """More rows than one 64 KiB frame holds: usage.query answers in pages continued after the
+        last key, each with the total over every row; dualroutectl reads them all."""
+        now = time.time()
+        n = 900
+        recs = [record("p%d" % i, now, member="member-%04d" % i, cost=i) for i in range(n)]
+        recs.append(record("none", now, member=None, cost=5))
+        with self.authd.client() as c:
+            for i in range(0, len(recs), 100):
+                self.assertEqual(c.call("usage.report", records=recs[i:i + 100])["stored"],
+                                 len(recs[i:i + 100]))
+            pages = [c.call("usage.query")]
+            while pages[-1]["more"]:
+                pages.append(c.call("usage.query", after=pages[-1]["next_after"]))
+                self.assertLess(len(pages), 20)
+            self.assertGreaterEqual(len(pages), 2)
+            keys = [r["key"] for p in pages for r in p["rows"]]
+            self.assertEqual(keys, [None] + ["member-%04d" % i for i in range(n)])
+            for p in pages:
+                self.assertEqual(p["total"]["requests"], n + 1)
+                self.assertEqual(p["total"]["cost_micro_usd"], sum(range(n)) + 5)
+                frame = json.dumps(p, separators=(",", ":"), ensure_ascii=False)
+                self.assertLessEqual(len(frame.encode()), 65536)
+            self.assertNotIn("next_after", pages[-1])
+            # after "" skips only the null row; after the last key leaves nothing.
+            self.assertEqual(c.call("usage.query", after="")["rows"][0]["key"], "member-0000")
+            tail = c.call("usage.query", after="member-%04d" % (n - 1))
+            self.assertEqual((tail["rows"], tail["more"]), ([], False))
+            self.assertEqual(c.request("usage.query", after=3)["error"]["code"], "bad_request")
+
+        rc, out, err = self.ctl("usage", "--json")
+        self.assertEqual(rc, 0, err)
+        got = json.loads(out)
+        self.assertEqual(len(got["rows"]), n + 1)
+        self.assertEqual(got["rows"][-1]["key"], "member-%04d" % (n - 1))
+        self.assertNotIn("more", got)
+        rc, out, err = self.ctl("usage", "--csv")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len(out.strip().splitlines()), n + 2)  # a header and every row
+        rc, out, err = self.ctl("usage")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("member-%04d" % (n - 1), out)
+        self.assertIn("TOTAL", out)
+
     def test_usage_report_query_and_dedupe(self):
         now = time.time()
         ms = month_start()
