@@ -100,8 +100,10 @@ static void block_put(struct block *b)
             break;
         }
     n_blocks--;
-    if (wipe)
+    if (wipe) {
+        UNPOISON(b->data, b->used); /* the padding after each allocation is still poisoned */
         explicit_bzero(b->data, b->used);
+    }
     if (n_spare < SPARE_MAX) {
         POISON(b, BLOCK_SIZE);
         spare[n_spare++] = b;
@@ -166,8 +168,15 @@ static void arena_free(void *p)
 
 void json_arena_install(bool wipe_blocks)
 {
-    json_get_alloc_funcs(&fallback_malloc, &fallback_free);
+    json_malloc_t m;
+    json_free_t f;
+
     wipe = wipe_blocks;
+    json_get_alloc_funcs(&m, &f);
+    if (m == arena_malloc)
+        return; /* installed already: keep the first fallbacks */
+    fallback_malloc = m;
+    fallback_free = f;
     json_set_alloc_funcs(arena_malloc, arena_free);
 }
 
