@@ -623,16 +623,18 @@ static void op_status(struct authd_conn *c, uint64_t id, json_t *req)
     (void)authd_conn_send(c, TAKE_PTR(reply));
 }
 
-/* What a page's envelope may add to a reply after its items are counted ("more", a cursor and its
- * value), with room to spare. */
+/* What a page's envelope may add to a reply after its items are counted ("more", a cursor), with
+ * room to spare; a continuation key of the page's own (usage.query's next_after) comes on top. */
 #define PAGE_SLACK 256
 
 /* Appends items[from], items[from + 1], ... (borrowed) to page, an array inside reply, while the
- * reply still fits in one frame. Returns the index of the first item left out (the size of items
- * when all went in); a return of from means not even one fits. */
-static size_t page_fill(const json_t *reply, json_t *page, const json_t *items, size_t from)
+ * reply, plus slack bytes the caller will add, still fits in one frame. Returns the index of the
+ * first item left out (the size of items when all went in); a return of from means not even one
+ * fits. */
+static size_t page_fill(const json_t *reply, json_t *page, const json_t *items, size_t from,
+                        size_t slack)
 {
-    size_t used = json_dumpb(reply, NULL, 0, JSON_COMPACT) + PAGE_SLACK, n = json_array_size(items);
+    size_t used = json_dumpb(reply, NULL, 0, JSON_COMPACT) + slack, n = json_array_size(items);
 
     for (; from < n; from++) {
         json_t *item = json_array_get(items, from);
@@ -663,12 +665,12 @@ static void snapshot_page_send(struct authd_conn *c, uint64_t id, json_t *reply)
 
     if (!r || !page || json_object_set_new(r, "members", page) < 0)
         return (void)log_oom();
-    c->snap_next = page_fill(r, page, c->snap_members, c->snap_next);
+    c->snap_next = page_fill(r, page, c->snap_members, c->snap_next, PAGE_SLACK);
     if (c->snap_next < n && json_array_size(page) == 0) {
         /* Not even one member fits next to the first page's fields. */
         snapshot_pages_drop(c);
         (void)authd_conn_reply_error(c, id, IPC_ERROR_TOO_LARGE,
-                                     "The snapshot's first page does not fit in one frame");
+                                     "A member does not fit in one snapshot page");
         return;
     }
     if (c->snap_next < n) {
@@ -1614,7 +1616,7 @@ static void op_usage_query(struct authd_conn *c, uint64_t id, json_t *req)
     const char *member = NULL, *after = NULL;
     json_auto_t *reply = NULL, *all = NULL;
     json_t *arr;
-    size_t n = 0, first = 0, next;
+    size_t n = 0, first = 0, next, key_max = 0;
     int r;
 
     if (!time_field(c, id, req, "since", &since) || !time_field(c, id, req, "until", &until))
@@ -1661,23 +1663,26 @@ static void op_usage_query(struct authd_conn *c, uint64_t id, json_t *req)
         total.cache_write += rows[i].cache_write;
         total.cost_micro_usd += rows[i].cost_micro_usd;
         total.errors += rows[i].errors;
-        if (json_array_append_new(all, usage_row_json(&rows[i], true)) < 0)
-            goto oom;
         /* Rows come sorted by key, null first: a page after a key starts past it. */
         if (after && (!rows[i].key || strcmp(rows[i].key, after) <= 0))
             first = i + 1;
+        if (rows[i].key)
+            key_max = MAX(key_max, strlen(rows[i].key));
     }
+    for (size_t i = first; i < n; i++)
+        if (json_array_append_new(all, usage_row_json(&rows[i], true)) < 0)
+            goto oom;
     if (json_object_set_new(reply, "total", usage_row_json(&total, false)) < 0)
         goto oom;
-    next = page_fill(reply, arr, all, first);
+    /* Room for "next_after" with a key escaped at worst (\u00XX for every byte). */
+    next = first + page_fill(reply, arr, all, 0, PAGE_SLACK + 6 * key_max);
     if (next < n) {
         json_t *last = json_object_get(json_array_get(arr, json_array_size(arr) - 1), "key");
 
         if (next == first) {
             usage_rows_free(rows, n);
             (void)authd_conn_reply_error(c, id, IPC_ERROR_TOO_LARGE,
-                                         "A usage row does not fit "
-                                         "in one frame");
+                                         "A usage row does not fit in one frame");
             return;
         }
         /* The null key sorts before every string, "" included. */

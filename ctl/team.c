@@ -439,6 +439,8 @@ static int usage_query_all(const json_t *fields, json_t **ret_reply)
         r = ctl_call_once("usage.query", TAKE_PTR(f), &reply);
         if (r)
             return r;
+        if (!json_is_array(json_object_get(reply, "rows")))
+            return ctl_fail(CTL_EXIT_FAILED, "dualroute-authd's usage answer has no rows");
         if (json_array_extend(rows, json_object_get(reply, "rows")) < 0)
             return ctl_fail(CTL_EXIT_FAILED, "out of memory");
         next = json_object_get(reply, "next_after");

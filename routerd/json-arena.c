@@ -2,13 +2,16 @@
  *
  * A scope owns a list of blocks; the scope's own record sits at the start of its first block. An
  * allocation is the next 16-byte-aligned piece of the newest block, and counts one more live value
- * in the scope. free() looks the pointer up among the blocks of all scopes (a handful: the open
- * ones and the rare retained one); a pointer in none of them came from malloc() and goes back to
- * it. When a scope is left with no live value, or its last value is freed after it was left, its
+ * in the scope. free() looks the pointer up among the blocks of all scopes; a pointer in none of
+ * them came from malloc() and goes back to it. That walk stays short because a scope takes at
+ * most SCOPE_BLOCKS_MAX blocks (128 KiB: a request body of 1 KB takes one): what a big body needs
+ * beyond them comes from malloc(), so a 32 MiB body costs a free() no more than a few compares.
+ * When a scope is left with no live value, or its last value is freed after it was left, its
  * blocks go back to the spare list (at most SPARE_MAX kept) or to free().
  *
  * Under AddressSanitizer the unused part of a block, and every spare block, is poisoned, so a read
  * of a value after its scope was released is reported as such. */
+#include <assert.h>
 #include <stdalign.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,6 +42,7 @@
 #define SMALL_MAX 1024u /* larger allocations go to malloc() */
 #define ALIGN 16u
 #define SPARE_MAX 4
+#define SCOPE_BLOCKS_MAX 8
 
 struct block {
     struct block *next;     /* the next older block of the same scope */
@@ -54,6 +58,7 @@ struct json_arena {
     struct block *blocks; /* newest first; the last one holds this record */
     struct json_arena *outer;
     size_t live;
+    unsigned n_blocks;
     bool open;
 };
 
@@ -134,11 +139,14 @@ static void *arena_malloc(size_t size)
         return fallback_malloc(size);
     b = a->blocks;
     if (b->used + n > BLOCK_DATA) {
+        if (a->n_blocks >= SCOPE_BLOCKS_MAX)
+            return fallback_malloc(size);
         b = block_get(a);
         if (!b)
             return fallback_malloc(size);
         b->next = a->blocks;
         a->blocks = b;
+        a->n_blocks++;
     }
     p = b->data + b->used;
     b->used += n;
@@ -190,7 +198,7 @@ struct json_arena *json_arena_enter(void)
         return NULL;
     UNPOISON(b->data, ARENA_RECORD);
     a = (struct json_arena *)(void *)b->data;
-    *a = (struct json_arena){.blocks = b, .outer = current, .open = true};
+    *a = (struct json_arena){.blocks = b, .outer = current, .n_blocks = 1, .open = true};
     b->arena = a;
     b->next = NULL;
     b->used = ARENA_RECORD;
@@ -202,7 +210,8 @@ void json_arena_leave(struct json_arena *a)
 {
     if (!a)
         return;
-    /* Scopes end in the order they began (they are lexical). */
+    /* Scopes end in the reverse order they began (they are lexical): the innermost first. */
+    assert(a == current);
     current = a->outer;
     a->open = false;
     if (a->live == 0)

@@ -4,8 +4,8 @@
  * request parses two such bodies and builds two more trees. Inside a scope opened with
  * json_arena_enter() the small allocations jansson makes come from 16 KiB blocks instead, freeing
  * them costs a counter decrement, and the blocks go back to a small cache when the scope is left
- * and its last value is freed. Outside a scope, and for allocations over 1 KiB, jansson gets
- * malloc() as usual.
+ * and its last value is freed. Outside a scope, for allocations over 1 KiB, and past a scope's
+ * first 128 KiB, jansson gets malloc() as usual.
  *
  * A value that outlives its scope is safe: the scope's blocks are kept until the last value
  * allocated in them is freed (json_arena_retained() counts such scopes, for tests). What a scope
@@ -28,8 +28,9 @@ struct json_arena;
 void json_arena_install(bool wipe_blocks);
 
 /* Opens a scope: until the matching json_arena_leave(), jansson's small allocations on this
- * thread come from it. Returns NULL when no memory could be had; jansson then uses malloc(), and
- * json_arena_leave(NULL) does nothing. Scopes nest. */
+ * thread come from it (its first 128 KiB of them; malloc() serves the rest). Returns NULL when no
+ * memory could be had; jansson then allocates as it would without this scope, and
+ * json_arena_leave(NULL) does nothing. Scopes nest, and are left innermost first. */
 struct json_arena *json_arena_enter(void);
 void json_arena_leave(struct json_arena *a);
 

@@ -273,6 +273,23 @@ class TeamAuthdTest(unittest.TestCase):
             self.assertEqual((tail["rows"], tail["more"]), ([], False))
             self.assertEqual(c.request("usage.query", after=3)["error"]["code"], "bad_request")
 
+            # Keys that grow sixfold when escaped, up to the ledger's 256 bytes: every page, its
+            # next_after included, still fits a frame.
+            odd = ["\x01" * 250 + "%04d" % i for i in range(300)]
+            for i in range(0, len(odd), 20):
+                c.call("usage.report", records=[record("o%d" % j, now, model=odd[j], member=None)
+                                                for j in range(i, i + 20)])
+            pages = [c.call("usage.query", group_by="model")]
+            while pages[-1]["more"]:
+                pages.append(c.call("usage.query", group_by="model",
+                                    after=pages[-1]["next_after"]))
+                self.assertLess(len(pages), 100)
+            for p in pages:
+                frame = json.dumps(p, separators=(",", ":"), ensure_ascii=False)
+                self.assertLessEqual(len(frame.encode()), 65536)
+            keys = [r["key"] for p in pages for r in p["rows"]]
+            self.assertEqual(keys, sorted(odd + ["claude-sonnet-4-5"]))
+
         rc, out, err = self.ctl("usage", "--json")
         self.assertEqual(rc, 0, err)
         got = json.loads(out)

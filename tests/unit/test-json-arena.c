@@ -78,6 +78,28 @@ TEST(released_blocks_are_wiped)
 #endif
 }
 
+TEST(big_body_capped_at_eight_blocks)
+{
+    /* 200,000 objects: far past a scope's 128 KiB. What does not fit comes from malloc(), so the
+     * blocks free() has to look through stay few however big the body (a walk over hundreds of
+     * blocks per free made a 4 MB body take seconds). */
+    _cleanup_free_ char *text = many_objects(200000);
+    struct json_arena *a;
+    json_t *v;
+
+    install_once();
+    a = json_arena_enter();
+    v = json_loads(text, 0, NULL);
+    ASSERT_NOT_NULL(v);
+    ASSERT_EQ(json_arena_blocks(), 8);
+    ASSERT_EQ(json_array_size(v), 200000);
+    ASSERT_STREQ(json_string_value(json_object_get(json_array_get(v, 199999), "k")), "v");
+    json_decref(v);
+    json_arena_leave(a);
+    ASSERT_EQ(json_arena_blocks(), 0);
+    ASSERT_EQ(json_arena_retained(), 0);
+}
+
 TEST(value_outliving_its_scope)
 {
     struct json_arena *a;
