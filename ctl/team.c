@@ -422,20 +422,18 @@ static void usage_cells(const json_t *row, char cells[7][32])
  * the key to continue after. *ret_reply is the last page's reply, holding every page's rows. */
 static int usage_query_all(const json_t *fields, json_t **ret_reply)
 {
-    json_auto_t *rows = json_array(), *reply = NULL;
+    json_auto_t *rows = json_array();
     _cleanup_free_ char *after = NULL;
 
     if (!rows)
         return ctl_fail(CTL_EXIT_FAILED, "out of memory");
     for (unsigned page = 0; page < USAGE_PAGES_MAX; page++) {
-        json_auto_t *f = json_deep_copy(fields);
+        json_auto_t *f = json_deep_copy(fields), *reply = NULL;
         json_t *next;
         int r;
 
         if (!f || (after && json_object_set_new(f, "after", json_string(after)) < 0))
             return ctl_fail(CTL_EXIT_FAILED, "out of memory");
-        json_decref(reply);
-        reply = NULL;
         r = ctl_call_once("usage.query", TAKE_PTR(f), &reply);
         if (r)
             return r;
